@@ -1,0 +1,187 @@
+"""Reading docker-mailserver's config folder (`/tmp/docker-mailserver`).
+
+Formats are docker-mailserver's own. A malformed line is reported with its
+file and line number and skipped: one typo must not take every other account
+down. Pure standard library (runs in the container without pyinfra).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("mailwright.config")
+
+ADDRESS = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+QUOTA = re.compile(r"^([0-9]+[BkMGT]|0)$")
+HASH = re.compile(r"^\{[A-Z0-9.-]+\}\S+$")
+
+# Files whose content feeds the generated configuration; the change poller
+# watches exactly these (plus certificates).
+WATCHED = (
+    "postfix-accounts.cf", "postfix-virtual.cf", "postfix-regexp.cf", "postfix-aliases.cf",
+    "dovecot-quotas.cf", "dovecot-masters.cf", "postfix-main.cf", "postfix-master.cf", "dovecot.cf",
+    "before.dovecot.sieve", "after.dovecot.sieve",
+)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Account:
+    address: str
+    password_hash: str
+    extra: str = ""          # third column: Dovecot userdb extra fields
+
+    @property
+    def local(self) -> str:
+        return self.address.split("@", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.address.split("@", 1)[1]
+
+
+@dataclass
+class ConfigDir:
+    """Everything the deploy reads from the config folder, parsed and checked."""
+    path: Path
+    accounts: list[Account] = field(default_factory=list)
+    aliases: list[tuple[str, list[str]]] = field(default_factory=list)      # postfix-virtual.cf
+    regexp: list[str] = field(default_factory=list)                          # postfix-regexp.cf lines
+    local_aliases: list[tuple[str, str]] = field(default_factory=list)      # postfix-aliases.cf
+    quotas: dict[str, str] = field(default_factory=dict)                    # address -> size
+    masters: list[tuple[str, str]] = field(default_factory=list)            # user, hash
+    postfix_main: list[tuple[str, str]] = field(default_factory=list)       # name, value
+    postfix_master: list[tuple[str, str]] = field(default_factory=list)     # service/type/param, value
+    dovecot_cf: str = ""
+    user_sieve: dict[str, str] = field(default_factory=dict)                # address -> script
+    global_sieve: dict[str, str] = field(default_factory=dict)              # before/after -> script
+    user_patches: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def domains(self) -> list[str]:
+        """Virtual domains: those of the accounts and of the aliases (docker-mailserver's vhost)."""
+        found = {a.domain for a in self.accounts}
+        for alias, _ in self.aliases:
+            if "@" in alias:
+                found.add(alias.split("@", 1)[1])
+        return sorted(found)
+
+    def account(self, address: str) -> Account | None:
+        return next((a for a in self.accounts if a.address == address), None)
+
+
+def _lines(path: Path):
+    """(line number, stripped line) of the non-blank, non-comment lines; CRLF tolerated."""
+    if not path.is_file():
+        return
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield n, line
+
+
+def read(path: str | Path) -> ConfigDir:
+    root = Path(path)
+    cfg = ConfigDir(path=root)
+
+    def problem(name: str, n: int, message: str) -> None:
+        p = Problem(name, n, message)
+        cfg.problems.append(p)
+        log.error("%s (line skipped)", p)
+
+    seen: set[str] = set()
+    for n, line in _lines(root / "postfix-accounts.cf"):
+        parts = line.split("|", 2)
+        address = parts[0].strip().lower()
+        if len(parts) < 2 or not ADDRESS.match(address):
+            problem("postfix-accounts.cf", n, f"expected 'user@domain|{{SCHEME}}hash', got {line!r}")
+        elif not HASH.match(parts[1].strip()):
+            problem("postfix-accounts.cf", n, f"{address}: the password field is not a '{{SCHEME}}hash'")
+        elif address in seen:
+            problem("postfix-accounts.cf", n, f"{address} is defined twice; the first entry is used")
+        else:
+            seen.add(address)
+            cfg.accounts.append(Account(address, parts[1].strip(), parts[2].strip() if len(parts) > 2 else ""))
+
+    for n, line in _lines(root / "postfix-virtual.cf"):
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            problem("postfix-virtual.cf", n, f"expected 'alias target[,target…]', got {line!r}")
+            continue
+        alias = parts[0].lower()
+        targets = [t.strip().lower() for t in re.split(r"[,\s]+", parts[1]) if t.strip()]
+        bad = [t for t in targets if "@" in t and not ADDRESS.match(t)]
+        if not (ADDRESS.match(alias) or (alias.startswith("@") and DOMAIN.match(alias[1:]))
+                or re.fullmatch(r"[a-z0-9._+-]+", alias)):
+            problem("postfix-virtual.cf", n, f"{alias!r} is not an address, a local part or an @domain")
+        elif bad:
+            problem("postfix-virtual.cf", n, f"{alias}: invalid target {bad[0]!r}")
+        else:
+            cfg.aliases.append((alias, targets))
+
+    for n, line in _lines(root / "postfix-regexp.cf"):
+        if not re.match(r"^/.+/[a-zA-Z]*\s+\S", line) and not re.match(r"^(if|endif)\b", line):
+            problem("postfix-regexp.cf", n, f"expected '/pattern/ target', got {line!r}")
+        else:
+            cfg.regexp.append(line)
+
+    for n, line in _lines(root / "postfix-aliases.cf"):
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or not value.strip():
+            problem("postfix-aliases.cf", n, f"expected 'name: target', got {line!r}")
+        else:
+            cfg.local_aliases.append((name.strip().lower(), value.strip()))
+
+    for n, line in _lines(root / "dovecot-quotas.cf"):
+        address, sep, size = line.partition(":")
+        address = address.strip().lower()
+        if not sep or not ADDRESS.match(address) or not QUOTA.match(size.strip()):
+            problem("dovecot-quotas.cf", n, f"expected 'user@domain:SIZE' (SIZE like 10M or 0), got {line!r}")
+        else:
+            cfg.quotas[address] = size.strip()
+
+    for n, line in _lines(root / "dovecot-masters.cf"):
+        user, sep, hashed = line.partition("|")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9._@+-]+", user.strip()) or not HASH.match(hashed.strip()):
+            problem("dovecot-masters.cf", n, f"expected 'masteruser|{{SCHEME}}hash', got {line!r}")
+        else:
+            cfg.masters.append((user.strip(), hashed.strip()))
+
+    for n, line in _lines(root / "postfix-main.cf"):
+        name, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
+            problem("postfix-main.cf", n, f"expected 'parameter = value', got {line!r}")
+        else:
+            cfg.postfix_main.append((name.strip(), value.strip()))
+
+    for n, line in _lines(root / "postfix-master.cf"):
+        key, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[^/\s]+/(inet|unix|fifo|pass|unix-dgram)/[a-z0-9_]+", key.strip()):
+            problem("postfix-master.cf", n, f"expected 'service/type/parameter=value', got {line!r}")
+        else:
+            cfg.postfix_master.append((key.strip(), value.strip()))
+
+    if (root / "dovecot.cf").is_file():
+        cfg.dovecot_cf = (root / "dovecot.cf").read_text()
+    for which in ("before", "after"):
+        f = root / f"{which}.dovecot.sieve"
+        if f.is_file():
+            cfg.global_sieve[which] = f.read_text()
+    for f in sorted(root.glob("*@*.dovecot.sieve")):
+        cfg.user_sieve[f.name[: -len(".dovecot.sieve")].lower()] = f.read_text()
+    cfg.user_patches = (root / "user-patches.sh").is_file()
+    return cfg

@@ -1,0 +1,435 @@
+"""The settings model: every docker-mailserver environment variable, declared once.
+
+Each field is typed, has its docker-mailserver default and one line of meaning.
+Values come, lowest precedence first, from the defaults, a `mailserver.env` file
+(docker-mailserver's `VAR=VAL` format), pyinfra host data, the process
+environment, and `VAR__FILE` secrets. The result is validated as a whole: a bad
+value raises `SettingsError` naming the variable and what it accepts.
+
+This module is pure standard library: it runs on the operator's machine, in the
+image build and inside the container (where pyinfra is not installed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+log = logging.getLogger("mailwright.settings")
+
+
+class SettingsError(ValueError):
+    """A setting has a value mailwright cannot use; the message names it."""
+
+
+def opt(default: Any, doc: str, *, choices: Iterable[str] | None = None,
+        pattern: str | None = None, implemented: bool = True, minimum: int | None = None):
+    """Declare one setting: default, one line of meaning, and what it accepts."""
+    return field(default=default, metadata={
+        "doc": doc,
+        "choices": tuple(choices) if choices is not None else None,
+        "pattern": pattern,
+        "implemented": implemented,
+        "minimum": minimum,
+    })
+
+
+SIZE = r"^[0-9]+[kKmMgGtT]?$"
+LATER = {"implemented": False}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- mailwright's own (not in docker-mailserver) --------------------------------
+    MAILWRIGHT_INIT: str = opt("", "who supervises the daemons: `systemd` (VPS) or `container` (our own init); required",
+                               choices=("systemd", "container"))
+    MAILWRIGHT_CONFIG_DIR: str = opt("/tmp/docker-mailserver", "the config folder on the target (docker-mailserver's path)")
+
+    # --- general / core --------------------------------------------------------------
+    OVERRIDE_HOSTNAME: str = opt("", "FQDN of the server; empty: the host's `hostname -f`")
+    LOG_LEVEL: str = opt("info", "verbosity of mailwright's own log lines",
+                         choices=("error", "warn", "info", "debug", "trace"))
+    SUPERVISOR_LOGLEVEL: str = opt("warn", "verbosity of the supervisor (mailwright's init logs at this level)",
+                                   choices=("critical", "error", "warn", "info", "debug"))
+    DMS_VMAIL_UID: int = opt(5000, "uid of the `docker` user owning /var/mail", minimum=1)
+    DMS_VMAIL_GID: int = opt(5000, "gid of the `docker` group owning /var/mail", minimum=1)
+    ACCOUNT_PROVISIONER: str = opt("FILE", "where accounts come from: FILE (postfix-accounts.cf) or LDAP",
+                                   choices=("FILE", "LDAP"))
+    PERMIT_DOCKER: str = opt("none", "networks trusted to relay without AUTH; `none` trusts nothing, not even loopback",
+                             choices=("none", "container", "host", "network", "connected-networks"))
+    NETWORK_INTERFACE: str = opt("eth0", "interface whose address PERMIT_DOCKER=container/host derives from")
+    TZ: str = opt("", "time zone, `Area/Zone`; empty keeps UTC")
+    POSTMASTER_ADDRESS: str = opt("", "postmaster address; empty: postmaster@DOMAINNAME")
+    ENABLE_UPDATE_CHECK: bool = opt(True, "mail the postmaster when a newer release exists", **LATER)
+    UPDATE_CHECK_INTERVAL: str = opt("1d", "how often the update check runs", pattern=r"^[0-9]+[smhd]$", **LATER)
+    SMTP_ONLY: bool = opt(False, "run Postfix alone: no Dovecot, no IMAP/POP3/LMTP/quota")
+    DMS_CONFIG_POLL: int = opt(2, "seconds between checks of the config folder and certificates", minimum=1)
+    ENABLE_IMAP: bool = opt(True, "IMAP on 143 (STARTTLS) and 993 (implicit TLS)")
+    ENABLE_POP3: bool = opt(False, "POP3 on 110 (STARTTLS) and 995 (implicit TLS)")
+    ENABLE_MANAGESIEVE: bool = opt(False, "ManageSieve on 4190")
+    ENABLE_QUOTAS: bool = opt(True, "Dovecot quotas and Postfix's quota-status check (552 when full)")
+    DOVECOT_MAILBOX_FORMAT: str = opt("maildir", "mailbox storage format", choices=("maildir", "sdbox", "mdbox"))
+    DOVECOT_INET_PROTOCOLS: str = opt("all", "address families Dovecot listens on", choices=("all", "ipv4", "ipv6"))
+    POSTFIX_INET_PROTOCOLS: str = opt("all", "Postfix inet_protocols", choices=("all", "ipv4", "ipv6"))
+
+    # --- TLS ---------------------------------------------------------------------------
+    SSL_TYPE: str = opt("", "certificate source; empty means no TLS at all (insecure)",
+                        choices=("", "letsencrypt", "manual", "custom", "self-signed", "snakeoil"))
+    SSL_CERT_PATH: str = opt("", "SSL_TYPE=manual: certificate chain file")
+    SSL_KEY_PATH: str = opt("", "SSL_TYPE=manual: private key file")
+    SSL_ALT_CERT_PATH: str = opt("", "SSL_TYPE=manual: fallback certificate chain (e.g. RSA beside ECDSA)")
+    SSL_ALT_KEY_PATH: str = opt("", "SSL_TYPE=manual: fallback private key")
+    SSL_DOMAIN: str = opt("", "SSL_TYPE=letsencrypt: the `live/<dir>` name tried first (`*.` stripped)")
+    TLS_LEVEL: str = opt("modern", "cipher list; both levels require TLS 1.2 or newer",
+                         choices=("modern", "intermediate"))
+
+    # --- Postfix -------------------------------------------------------------------------
+    POSTFIX_MESSAGE_SIZE_LIMIT: int = opt(10240000, "largest accepted message, bytes (also Dovecot's limit)", minimum=0)
+    POSTFIX_MAILBOX_SIZE_LIMIT: int = opt(0, "mailbox size limit in bytes, 0 unlimited (also the default quota)",
+                                          minimum=0)
+    POSTFIX_DAGENT: str = opt("", "virtual_transport; empty: LMTP into Dovecot")
+    POSTFIX_REJECT_UNKNOWN_CLIENT_HOSTNAME: bool = opt(False, "reject clients whose address has no matching PTR/A")
+    SPOOF_PROTECTION: bool = opt(False, "465/587 refuse a MAIL FROM the logged-in user does not own")
+    ENABLE_DNSBL: bool = opt(False, "postscreen DNS blocklists", **LATER)
+    POSTSCREEN_ACTION: str = opt("enforce", "postscreen's action on a failed greet/bare-newline test",
+                                 choices=("enforce", "drop", "ignore"))
+    ENABLE_OPENDKIM: bool = opt(True, "DKIM signing and verification (OpenDKIM milter)", **LATER)
+    ENABLE_OPENDMARC: bool = opt(True, "DMARC verification (OpenDMARC milter)", **LATER)
+    ENABLE_POLICYD_SPF: bool = opt(True, "SPF check of inbound mail", **LATER)
+    ENABLE_MTA_STS: bool = opt(False, "outbound MTA-STS policies", **LATER)
+    VIRUSMAILS_DELETE_DELAY: int = opt(7, "days before quarantined virus mail is deleted", minimum=0, **LATER)
+
+    # --- relay host --------------------------------------------------------------------
+    DEFAULT_RELAY_HOST: str = opt("", "Postfix relayhost for all outbound mail, e.g. `[mail.example.com]:587`")
+    RELAY_HOST: str = opt("", "legacy per-domain relay host for every local domain", **LATER)
+    RELAY_PORT: int = opt(25, "port of RELAY_HOST", minimum=1, **LATER)
+    RELAY_USER: str = opt("", "SASL user for the relay host", **LATER)
+    RELAY_PASSWORD: str = opt("", "SASL password for the relay host", **LATER)
+
+    # --- spam / virus --------------------------------------------------------------------
+    ENABLE_AMAVIS: bool = opt(True, "Amavis content filter", **LATER)
+    AMAVIS_LOGLEVEL: int = opt(0, "Amavis $log_level (-3..5)", **LATER)
+    ENABLE_SPAMASSASSIN: bool = opt(False, "SpamAssassin through Amavis", **LATER)
+    ENABLE_SPAMASSASSIN_KAM: bool = opt(False, "KAM SpamAssassin ruleset", **LATER)
+    SPAMASSASSIN_SPAM_TO_INBOX: bool = opt(True, "deliver spam (1) or bounce it (0)", **LATER)
+    SA_TAG: str = opt("2.0", "score from which spam headers are added", **LATER)
+    SA_TAG2: str = opt("6.31", "score from which mail is marked as spam", **LATER)
+    SA_KILL: str = opt("10.0", "score from which the spam action applies", **LATER)
+    SA_SHORTCIRCUIT_BAYES_SPAM: bool = opt(False, "short-circuit BAYES_99", **LATER)
+    SA_SHORTCIRCUIT_BAYES_HAM: bool = opt(False, "short-circuit BAYES_00", **LATER)
+    SPAM_SUBJECT: str = opt("", "subject prefix for spam (global before-sieve)", **LATER)
+    MOVE_SPAM_TO_JUNK: bool = opt(True, "file spam into Junk (global after-sieve)", **LATER)
+    MARK_SPAM_AS_READ: bool = opt(False, "mark spam as read (global after-sieve)", **LATER)
+    ENABLE_CLAMAV: bool = opt(False, "ClamAV through Amavis", **LATER)
+    CLAMAV_MESSAGE_SIZE_LIMIT: str = opt("25M", "largest file ClamAV scans", pattern=SIZE, **LATER)
+    ENABLE_POSTGREY: bool = opt(False, "greylisting with Postgrey", **LATER)
+    POSTGREY_DELAY: int = opt(300, "greylisting delay, seconds", **LATER)
+    POSTGREY_MAX_AGE: int = opt(35, "days a triplet is remembered", **LATER)
+    POSTGREY_AUTO_WHITELIST_CLIENTS: int = opt(5, "deliveries after which a client is whitelisted", **LATER)
+    POSTGREY_TEXT: str = opt("Delayed by Postgrey", "text of the greylisting reply", **LATER)
+
+    # --- Rspamd ----------------------------------------------------------------------------
+    ENABLE_RSPAMD: bool = opt(False, "Rspamd milter", **LATER)
+    ENABLE_RSPAMD_REDIS: str = opt("", "Rspamd's own Redis; empty follows ENABLE_RSPAMD", **LATER)
+    RSPAMD_CHECK_AUTHENTICATED: bool = opt(False, "full checks on authenticated mail", **LATER)
+    RSPAMD_GREYLISTING: bool = opt(False, "Rspamd greylisting", **LATER)
+    RSPAMD_LEARN: bool = opt(False, "learn spam/ham when mail moves in/out of Junk", **LATER)
+    RSPAMD_HFILTER: bool = opt(True, "Rspamd hfilter group", **LATER)
+    RSPAMD_HFILTER_HOSTNAME_UNKNOWN_SCORE: str = opt("6", "score of HFILTER_HOSTNAME_UNKNOWN", **LATER)
+    RSPAMD_NEURAL: bool = opt(False, "Rspamd neural module", **LATER)
+
+    # --- fail2ban / fetchmail / getmail ------------------------------------------------------
+    ENABLE_FAIL2BAN: bool = opt(False, "fail2ban (needs NET_ADMIN)", **LATER)
+    FAIL2BAN_BLOCKTYPE: str = opt("drop", "nftables block type", choices=("drop", "reject"), **LATER)
+    ENABLE_FETCHMAIL: bool = opt(False, "fetchmail from fetchmail.cf", **LATER)
+    FETCHMAIL_POLL: int = opt(300, "fetchmail poll interval, seconds", minimum=1, **LATER)
+    FETCHMAIL_PARALLEL: bool = opt(False, "one fetchmail process per poll entry", **LATER)
+    ENABLE_GETMAIL: bool = opt(False, "getmail6 from getmail/*.cf", **LATER)
+    GETMAIL_POLL: int = opt(5, "getmail poll interval, minutes", minimum=1, **LATER)
+
+    # --- reports / logs ----------------------------------------------------------------------
+    PFLOGSUMM_TRIGGER: str = opt("none", "when the Postfix summary is mailed",
+                                 choices=("none", "daily_cron", "logrotate"), **LATER)
+    PFLOGSUMM_RECIPIENT: str = opt("", "recipient of the Postfix summary", **LATER)
+    PFLOGSUMM_SENDER: str = opt("", "sender of the Postfix summary", **LATER)
+    LOGWATCH_INTERVAL: str = opt("none", "logwatch report interval", choices=("none", "daily", "weekly"), **LATER)
+    LOGWATCH_RECIPIENT: str = opt("", "recipient of logwatch reports", **LATER)
+    LOGWATCH_SENDER: str = opt("", "sender of logwatch reports", **LATER)
+    REPORT_RECIPIENT: str = opt("", "default report recipient; empty: POSTMASTER_ADDRESS", **LATER)
+    REPORT_SENDER: str = opt("", "default report sender; empty: mailserver-report@FQDN", **LATER)
+    LOGROTATE_INTERVAL: str = opt("weekly", "rotation interval of mail.log", choices=("daily", "weekly", "monthly"),
+                                  **LATER)
+    LOGROTATE_COUNT: int = opt(4, "rotated mail.log files kept", minimum=0, **LATER)
+
+    # --- LDAP ------------------------------------------------------------------------------
+    LDAP_SERVER_HOST: str = opt("", "LDAP URI (ldap://, ldaps:// or ldapi://)", **LATER)
+    LDAP_SEARCH_BASE: str = opt("", "LDAP search base", **LATER)
+    LDAP_BIND_DN: str = opt("", "LDAP bind DN", **LATER)
+    LDAP_BIND_PW: str = opt("", "LDAP bind password", **LATER)
+    LDAP_START_TLS: str = opt("no", "StartTLS to the LDAP server", choices=("yes", "no"), **LATER)
+    LDAP_QUERY_FILTER_USER: str = opt("", "LDAP filter for users", **LATER)
+    LDAP_QUERY_FILTER_GROUP: str = opt("", "LDAP filter for groups", **LATER)
+    LDAP_QUERY_FILTER_ALIAS: str = opt("", "LDAP filter for aliases", **LATER)
+    LDAP_QUERY_FILTER_DOMAIN: str = opt("", "LDAP filter for domains", **LATER)
+    LDAP_QUERY_FILTER_SENDERS: str = opt("", "LDAP filter for allowed senders", **LATER)
+    DOVECOT_URIS: str = opt("", "Dovecot LDAP URIs; empty: LDAP_SERVER_HOST", **LATER)
+    DOVECOT_BASE: str = opt("", "Dovecot LDAP base; empty: LDAP_SEARCH_BASE", **LATER)
+    DOVECOT_DN: str = opt("", "Dovecot LDAP bind DN; empty: LDAP_BIND_DN", **LATER)
+    DOVECOT_DNPASS: str = opt("", "Dovecot LDAP bind password; empty: LDAP_BIND_PW", **LATER)
+    DOVECOT_TLS: str = opt("no", "Dovecot LDAP StartTLS", choices=("yes", "no"), **LATER)
+    DOVECOT_USER_FILTER: str = opt("", "Dovecot LDAP user filter", **LATER)
+    DOVECOT_PASS_FILTER: str = opt("", "Dovecot LDAP password filter; empty: DOVECOT_USER_FILTER", **LATER)
+    DOVECOT_USER_ATTRS: str = opt("", "Dovecot LDAP user attribute map", **LATER)
+    DOVECOT_PASS_ATTRS: str = opt("", "Dovecot LDAP password attribute map", **LATER)
+    DOVECOT_AUTH_BIND: str = opt("no", "Dovecot LDAP auth binds", choices=("yes", "no"), **LATER)
+    DOVECOT_LDAP_VERSION: int = opt(3, "LDAP protocol version", **LATER)
+    DOVECOT_DEFAULT_PASS_SCHEME: str = opt("SSHA", "default password scheme of LDAP entries", **LATER)
+
+    # --- SASLauthd / OAuth2 / SRS --------------------------------------------------------------
+    ENABLE_SASLAUTHD: bool = opt(False, "SMTP AUTH through saslauthd", **LATER)
+    SASLAUTHD_MECHANISMS: str = opt("", "saslauthd mechanism: ldap or rimap", **LATER)
+    SASLAUTHD_MECH_OPTIONS: str = opt("", "saslauthd mechanism options (rimap: IMAP host)", **LATER)
+    SASLAUTHD_LDAP_SERVER: str = opt("", "saslauthd LDAP server; empty: LDAP_SERVER_HOST", **LATER)
+    SASLAUTHD_LDAP_BIND_DN: str = opt("", "saslauthd LDAP bind DN", **LATER)
+    SASLAUTHD_LDAP_PASSWORD: str = opt("", "saslauthd LDAP password", **LATER)
+    SASLAUTHD_LDAP_SEARCH_BASE: str = opt("", "saslauthd LDAP search base", **LATER)
+    SASLAUTHD_LDAP_FILTER: str = opt("", "saslauthd LDAP filter", **LATER)
+    SASLAUTHD_LDAP_START_TLS: str = opt("no", "saslauthd LDAP StartTLS", **LATER)
+    SASLAUTHD_LDAP_TLS_CHECK_PEER: str = opt("no", "saslauthd LDAP peer check", **LATER)
+    SASLAUTHD_LDAP_TLS_CACERT_FILE: str = opt("", "saslauthd LDAP CA file", **LATER)
+    SASLAUTHD_LDAP_TLS_CACERT_DIR: str = opt("", "saslauthd LDAP CA dir", **LATER)
+    SASLAUTHD_LDAP_PASSWORD_ATTR: str = opt("", "saslauthd LDAP password attribute", **LATER)
+    SASLAUTHD_LDAP_MECH: str = opt("", "saslauthd LDAP SASL mechanism", **LATER)
+    SASLAUTHD_LDAP_AUTH_METHOD: str = opt("bind", "saslauthd LDAP auth method", **LATER)
+    ENABLE_OAUTH2: bool = opt(False, "OAuth2 login through Dovecot", **LATER)
+    OAUTH2_INTROSPECTION_URL: str = opt("", "OAuth2 introspection URL", **LATER)
+    ENABLE_SRS: bool = opt(False, "Sender Rewriting Scheme (postsrsd)", **LATER)
+    SRS_SENDER_CLASSES: str = opt("envelope_sender", "sender_canonical_classes for SRS", **LATER)
+    SRS_DOMAINNAME: str = opt("", "SRS domain; empty: DOMAINNAME", **LATER)
+    SRS_EXCLUDE_DOMAINS: str = opt("", "comma list of domains SRS leaves alone", **LATER)
+    SRS_SECRET: str = opt("", "base64 SRS secret(s); empty: generated once and kept in the state volume", **LATER)
+
+    # --- derived values -------------------------------------------------------------------------
+    @property
+    def fqdn(self) -> str:
+        return self.OVERRIDE_HOSTNAME
+
+    @property
+    def domainname(self) -> str:
+        """The FQDN minus its first label, or the FQDN itself when it has two labels."""
+        labels = self.fqdn.split(".")
+        return ".".join(labels[1:]) if len(labels) > 2 else self.fqdn
+
+    @property
+    def postmaster(self) -> str:
+        return self.POSTMASTER_ADDRESS or f"postmaster@{self.domainname}"
+
+    @property
+    def dovecot_enabled(self) -> bool:
+        return not self.SMTP_ONLY
+
+    @property
+    def quotas_enabled(self) -> bool:
+        return self.ENABLE_QUOTAS and not self.SMTP_ONLY
+
+    def to_env(self) -> dict[str, str]:
+        """The effective settings as docker-mailserver's `/etc/dms-settings` strings."""
+        return {f.name: _format(getattr(self, f.name)) for f in fields(self)}
+
+
+SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+
+# Older names from the seed README and earlier docker-mailserver releases.
+LEGACY = {
+    "DMS_DEBUG": "1 sets LOG_LEVEL=debug (replaced by LOG_LEVEL)",
+    "ONE_DIR": "state is consolidated whenever /var/mail-state exists",
+    "ENABLE_LDAP": "1 sets ACCOUNT_PROVISIONER=LDAP",
+    "SA_SPAM_SUBJECT": "copied to SPAM_SUBJECT",
+    "ENABLE_POSTFIX_VIRTUAL_TRANSPORT": "no longer needed for POSTFIX_DAGENT",
+    "REPORT_INTERVAL": "replaced by LOGROTATE_INTERVAL",
+    "SASL_PASSWD": "replaced by postfix-sasl-password.cf",
+    "SASLAUTHD_LDAP_SSL": "use ldaps:// in SASLAUTHD_LDAP_SERVER",
+}
+
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    meta, raw = f.metadata, raw.strip()
+    if f.type == "bool":
+        if raw.lower() in TRUE:
+            return True
+        if raw.lower() in FALSE:
+            return False
+        raise SettingsError(f"{f.name}={raw!r} is not a boolean: use 1 or 0")
+    if f.type == "int":
+        if not re.fullmatch(r"-?[0-9]+", raw):
+            raise SettingsError(f"{f.name}={raw!r} is not an integer")
+        value = int(raw)
+        if meta["minimum"] is not None and value < meta["minimum"]:
+            raise SettingsError(f"{f.name}={raw!r} must be at least {meta['minimum']}")
+        return value
+    if meta["choices"] is not None and raw not in meta["choices"]:
+        accepted = ", ".join(repr(c) for c in meta["choices"])
+        raise SettingsError(f"{f.name}={raw!r} is not accepted; use one of {accepted}")
+    if meta["pattern"] and not re.fullmatch(meta["pattern"], raw):
+        raise SettingsError(f"{f.name}={raw!r} does not match {meta['pattern']}")
+    return raw
+
+
+def parse_env_file(path: str | Path) -> dict[str, str]:
+    """Read docker-mailserver's `mailserver.env`: `VAR=VAL` lines, `#` comments.
+
+    Quotes around a value are stripped as docker's --env-file does not, but
+    compose files and shells do; users copy values between them.
+    """
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):]
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise SettingsError(f"{path}:{lineno}: expected VAR=VALUE, got {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def _resolve_secrets(raw: dict[str, str]) -> dict[str, str]:
+    """Apply `VAR__FILE=/path`: the file's content becomes VAR unless VAR is set."""
+    resolved = dict(raw)
+    for key, path in raw.items():
+        if not key.endswith("__FILE"):
+            continue
+        name = key[: -len("__FILE")]
+        del resolved[key]
+        if raw.get(name, "") != "":
+            log.warning("ENV value will not be sourced from '%s' since '%s' is already set", key, name)
+            continue
+        try:
+            resolved[name] = Path(path).read_text().strip()
+            log.info("Getting secret '%s' from '%s'", name, path)
+        except FileNotFoundError:
+            log.warning("File defined for secret '%s' with path '%s' does not exist", name, path)
+    return resolved
+
+
+def _apply_legacy(raw: dict[str, str]) -> dict[str, str]:
+    out = dict(raw)
+    for name, meaning in LEGACY.items():
+        if name in raw:
+            log.warning("%s is a legacy setting (%s)", name, meaning)
+    if raw.get("DMS_DEBUG", "0") == "1" and "LOG_LEVEL" not in raw:
+        out["LOG_LEVEL"] = "debug"
+    if raw.get("ENABLE_LDAP", "0") == "1" and "ACCOUNT_PROVISIONER" not in raw:
+        out["ACCOUNT_PROVISIONER"] = "LDAP"
+    if "SA_SPAM_SUBJECT" in raw and "SPAM_SUBJECT" not in raw:
+        out["SPAM_SUBJECT"] = "" if raw["SA_SPAM_SUBJECT"] == "undef" else raw["SA_SPAM_SUBJECT"]
+    for name in LEGACY:
+        out.pop(name, None)
+    return out
+
+
+def system_fqdn() -> str:
+    return socket.getfqdn()
+
+
+def load(*, env_file: str | Path | None = None, host_data: Mapping[str, Any] | None = None,
+         environ: Mapping[str, str] | None = None, fqdn: str | None = None) -> Settings:
+    """Merge every source into one validated `Settings`.
+
+    `environ` only contributes the variables mailwright knows (and `__FILE` and
+    legacy names): a process environment is full of unrelated names.
+    """
+    raw: dict[str, str] = {}
+    if env_file is not None:
+        for key, value in parse_env_file(env_file).items():
+            if key not in SETTING_NAMES and key not in LEGACY and not key.endswith("__FILE"):
+                log.warning("%s: unknown setting %s is ignored", env_file, key)
+            raw[key] = value
+    for key, value in (host_data or {}).items():
+        if key in SETTING_NAMES or key in LEGACY or key.endswith("__FILE"):
+            raw[key] = _format(value)
+    for key, value in (environ or {}).items():
+        if key in SETTING_NAMES or key in LEGACY or (key.endswith("__FILE") and key[:-6] in SETTING_NAMES):
+            raw[key] = value
+    raw = _apply_legacy(_resolve_secrets(raw))
+
+    if raw.get("LOG_LEVEL", "info") not in ("error", "warn", "info", "debug", "trace"):
+        log.warning("LOG_LEVEL=%r is not a log level; using info", raw["LOG_LEVEL"])
+        raw["LOG_LEVEL"] = "info"
+    if raw.get("ACCOUNT_PROVISIONER") == "OIDC":
+        raise SettingsError("ACCOUNT_PROVISIONER=OIDC is not yet implemented; use FILE or LDAP")
+
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name in raw:
+            values[f.name] = _parse(f, raw[f.name])
+    if not values.get("OVERRIDE_HOSTNAME"):
+        values["OVERRIDE_HOSTNAME"] = fqdn if fqdn is not None else system_fqdn()
+    settings = Settings(**values)
+    validate(settings)
+    for f in fields(Settings):
+        if not f.metadata["implemented"] and getattr(settings, f.name) != f.default:
+            log.warning("%s=%s is accepted but not implemented yet: it has no effect",
+                        f.name, _format(getattr(settings, f.name)))
+    return settings
+
+
+HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def validate(s: Settings) -> None:
+    """Checks that involve more than one field, or the shape of a name."""
+    if not s.MAILWRIGHT_INIT:
+        raise SettingsError("MAILWRIGHT_INIT is not set; use 'systemd' (a VPS) or 'container' (mailwright's init)")
+    if "." not in s.fqdn:
+        raise SettingsError(f"OVERRIDE_HOSTNAME={s.fqdn!r}: the mail server's hostname needs a dot "
+                            "(a fully qualified name such as mail.example.com)")
+    if not HOSTNAME.match(s.fqdn.lower()):
+        raise SettingsError(f"OVERRIDE_HOSTNAME={s.fqdn!r} is not a valid host name")
+    if s.POSTMASTER_ADDRESS and "@" not in s.POSTMASTER_ADDRESS:
+        raise SettingsError(f"POSTMASTER_ADDRESS={s.POSTMASTER_ADDRESS!r} is not an e-mail address")
+    if s.SSL_TYPE == "manual":
+        for name in ("SSL_CERT_PATH", "SSL_KEY_PATH"):
+            if not getattr(s, name):
+                raise SettingsError(f"SSL_TYPE=manual needs {name}")
+        if bool(s.SSL_ALT_CERT_PATH) != bool(s.SSL_ALT_KEY_PATH):
+            raise SettingsError("SSL_ALT_CERT_PATH and SSL_ALT_KEY_PATH go together; one is missing")
+    if s.POSTFIX_MAILBOX_SIZE_LIMIT and s.POSTFIX_MAILBOX_SIZE_LIMIT < s.POSTFIX_MESSAGE_SIZE_LIMIT:
+        raise SettingsError(
+            f"POSTFIX_MAILBOX_SIZE_LIMIT={s.POSTFIX_MAILBOX_SIZE_LIMIT} is smaller than "
+            f"POSTFIX_MESSAGE_SIZE_LIMIT={s.POSTFIX_MESSAGE_SIZE_LIMIT}; Postfix refuses to start like that")
+
+
+def read_dms_settings(path: str | Path = "/etc/dms-settings") -> Settings:
+    """Read back the effective settings a deploy wrote (`KEY='value'` lines)."""
+    raw = {}
+    for line in Path(path).read_text().splitlines():
+        key, _, value = line.partition("=")
+        raw[key] = value[1:-1].replace("'\\''", "'") if value.startswith("'") else value
+    values = {f.name: _parse(f, raw[f.name]) for f in fields(Settings) if f.name in raw}
+    return Settings(**values)
+
+
+def dms_settings_text(s: Settings) -> str:
+    """docker-mailserver's `/etc/dms-settings`: `KEY='value'`, sorted, shell-quoted."""
+    quote = lambda v: "'" + v.replace("'", "'\\''") + "'"  # noqa: E731
+    return "".join(f"{k}={quote(v)}\n" for k, v in sorted(s.to_env().items()))
