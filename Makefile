@@ -1,0 +1,40 @@
+# The front door. Every target works on a fresh Debian 12 machine as root:
+# `host` installs and starts what the targets need (Docker engine included).
+PY      := .venv/bin/python
+PYTEST  := .venv/bin/pytest
+IMAGE   ?= mailwright:latest
+
+.PHONY: host venv image verify-repro up down test test-unit bench clean
+
+host:
+	scripts/host-setup.sh
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q -e .
+	touch $@
+
+image: host venv
+	$(PY) build/image.py --tag $(IMAGE)
+
+verify-repro: host venv
+	$(PY) build/image.py --verify-repro
+
+up: image
+	$(PY) scripts/demo.py up
+
+down: venv
+	$(PY) scripts/demo.py down
+
+test-unit: venv
+	$(PYTEST) -q tests/unit tests/plan
+
+test: host venv
+	$(PYTEST) -q -x tests
+
+bench: image
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .venv out
