@@ -1,0 +1,144 @@
+"""Memory of a container's processes, read from the host's /proc.
+
+PSS is the honest figure for a set of processes that share libraries (the
+Postfix daemons share most of their pages); RSS is reported too because it
+is what `docker stats`-style tools and the docker-mailserver reference use.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROC = Path("/proc")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def parse_smaps_rollup(text: str) -> dict[str, int]:
+    """Fields of /proc/<pid>/smaps_rollup in kB (the header line is skipped)."""
+    fields: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].endswith(":") and parts[2] == "kB":
+            fields[parts[0][:-1]] = int(parts[1])
+    return fields
+
+
+def cgroup_dir_of(pid: int, proc: Path = PROC, root: Path = CGROUP_ROOT) -> Path | None:
+    """The memory cgroup directory of a process (cgroup v1 or v2)."""
+    try:
+        text = (proc / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    return cgroup_dir_from_text(text, root)
+
+
+def cgroup_dir_from_text(text: str, root: Path = CGROUP_ROOT) -> Path | None:
+    unified = None
+    for line in text.splitlines():
+        hid, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if "memory" in controllers.split(","):
+            return root / "memory" / path.lstrip("/")
+        if hid == "0" and controllers == "":
+            unified = root / path.lstrip("/")
+    return unified
+
+
+def cgroup_pids(cgroup_dir: Path) -> list[int]:
+    # cgroup.procs of the container's own cgroup holds every process of the
+    # container, including the ones `docker exec` started in it.
+    text = (cgroup_dir / "cgroup.procs").read_text()
+    return sorted(int(p) for p in text.split())
+
+
+def process_memory(pid: int, proc: Path = PROC) -> dict | None:
+    base = proc / str(pid)
+    try:
+        rollup = parse_smaps_rollup((base / "smaps_rollup").read_text())
+        comm = (base / "comm").read_text().strip()
+        cmdline = (base / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None  # exited between listing and reading: short-lived helper
+    return {
+        "pid": pid,
+        "comm": comm,
+        "cmdline": cmdline[:200],
+        "pss_kb": rollup.get("Pss", 0),
+        "rss_kb": rollup.get("Rss", 0),
+        "pss_anon_kb": rollup.get("Pss_Anon", 0),
+        "pss_file_kb": rollup.get("Pss_File", 0),
+        "private_kb": rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0),
+    }
+
+
+def summarize_processes(procs: list[dict], top: int = 10) -> dict:
+    """Totals, the top consumers by PSS and the same grouped by program name."""
+    procs = sorted(procs, key=lambda p: p["pss_kb"], reverse=True)
+    by_comm: dict[str, dict] = {}
+    for p in procs:
+        g = by_comm.setdefault(p["comm"], {"comm": p["comm"], "count": 0, "pss_kb": 0, "rss_kb": 0})
+        g["count"] += 1
+        g["pss_kb"] += p["pss_kb"]
+        g["rss_kb"] += p["rss_kb"]
+    return {
+        "processes": len(procs),
+        "pss_kb": sum(p["pss_kb"] for p in procs),
+        "rss_kb": sum(p["rss_kb"] for p in procs),
+        "top": procs[:top],
+        "by_program": sorted(by_comm.values(), key=lambda g: g["pss_kb"], reverse=True),
+        "all": procs,
+    }
+
+
+def read_cgroup_usage(cgroup_dir: Path) -> dict:
+    """The kernel's own accounting, as a cross-check of the /proc sums."""
+    out: dict = {}
+    for name in ("memory.usage_in_bytes", "memory.current"):
+        f = cgroup_dir / name
+        if f.exists():
+            out[name] = int(f.read_text())
+    stat = cgroup_dir / "memory.stat"
+    if stat.exists():
+        for line in stat.read_text().splitlines():
+            key, _, val = line.partition(" ")
+            if key in ("rss", "cache", "anon", "file", "total_rss", "total_cache", "shmem"):
+                out["stat." + key] = int(val)
+    return out
+
+
+def snapshot(pids: list[int], proc: Path = PROC) -> dict:
+    procs = [m for m in (process_memory(pid, proc) for pid in pids) if m is not None]
+    return summarize_processes(procs)
+
+
+def listening_inodes(port: int, proc_net: Path) -> set[int]:
+    """Socket inodes listening on a TCP port (any address), from /proc/<pid>/net."""
+    inodes: set[int] = set()
+    for name in ("tcp", "tcp6"):
+        f = proc_net / name
+        if not f.exists():
+            continue
+        for line in f.read_text().splitlines()[1:]:
+            cols = line.split()
+            local, state, inode = cols[1], cols[3], int(cols[9])
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                inodes.add(inode)
+    return inodes
+
+
+def socket_inodes_of(pids: list[int], proc: Path = PROC) -> set[int]:
+    inodes: set[int] = set()
+    for pid in pids:
+        fd_dir = proc / str(pid) / "fd"
+        try:
+            names = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in names:
+            try:
+                target = os.readlink(fd_dir / fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes

@@ -1,0 +1,105 @@
+"""The Markdown table and the metric catalogue it is built from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    digits: int
+    higher_is_better: bool = False
+
+
+# Order is the order of the table.
+METRICS = [
+    Metric("start_smtp_s", "Cold start to SMTP 220 (port 25)", "s", 2),
+    Metric("start_imap_s", "Cold start to IMAP * OK (port 143)", "s", 2),
+    Metric("start_ready_log_s", "Cold start to 'is up and running' log", "s", 2),
+    Metric("idle_pss_mb", "Idle memory, sum of PSS", "MB", 1),
+    Metric("idle_rss_mb", "Idle memory, sum of RSS", "MB", 1),
+    Metric("idle_processes", "Idle processes", "", 0),
+    Metric("configure_noop_s", "No-op configure (docker exec)", "s", 2),
+    Metric("exec_overhead_s", "docker exec of `true` (overhead)", "s", 2),
+    Metric("accepted_per_s", "Throughput accepted on port 25", "msg/s", 1, True),
+    Metric("delivered_per_s", "Throughput delivered to mailboxes", "msg/s", 1, True),
+    Metric("stop_s", "docker stop (clean shutdown)", "s", 2),
+]
+METRIC_BY_KEY = {m.key: m for m in METRICS}
+
+
+def fmt_num(value: float | None, digits: int) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def fmt_with_unit(value: float | None, metric: Metric) -> str:
+    s = fmt_num(value, metric.digits)
+    return f"{s} {metric.unit}".strip() if value is not None else s
+
+
+def fmt_spread(summary: dict, metric: Metric) -> str:
+    if summary.get("min") is None:
+        return ""
+    lo, hi = fmt_num(summary["min"], metric.digits), fmt_num(summary["max"], metric.digits)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "" if r is None else f"×{r:.2f}"
+
+
+def table(results: dict) -> str:
+    """A short Markdown report of a results dict as written to bench.json."""
+    lines = []
+    img = results.get("image", {})
+    lines.append(f"Image `{img.get('name')}` {img.get('id', '')[:19]}: "
+                 f"{fmt_num(img.get('size_mb'), 1)} MB (docker image inspect Size, 10^6 bytes)"
+                 + _ref_target(results.get("image_reference"), results.get("image_target"), "MB"))
+    build = results.get("build") or {}
+    if build.get("note"):
+        lines.append(f"Build time: {build['note']}")
+    for key in ("cold_s", "cached_s"):
+        if build.get(key) is not None:
+            lines.append(f"Build time {key[:-2]}: {build[key]:.1f} s")
+    meta = results.get("meta", {})
+    lines.append(
+        f"Runs per profile: {meta.get('runs')}; idle wait {meta.get('idle_wait_s')} s; "
+        f"throughput {meta.get('messages')} messages of {meta.get('message_size')} bytes over "
+        f"{meta.get('connections')} connections; host {meta.get('host_cpus')} CPUs, "
+        f"git {str(meta.get('git_commit'))[:10]}"
+    )
+    lines.append("")
+    lines.append("| Metric | Profile | Median | Spread (min–max) | n | vs baseline | docker-mailserver 15.1 | Target |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    profiles = results.get("profiles", {})
+    for metric in METRICS:
+        for pname, prof in profiles.items():
+            s = prof.get("summary", {}).get(metric.key)
+            if s is None:
+                continue
+            n = f"{s['n']}" + (f" ({s['failed']} failed)" if s.get("failed") else "")
+            ref = prof.get("reference", {}).get(metric.key, "")
+            target = prof.get("targets", {}).get(metric.key, "")
+            lines.append(
+                f"| {metric.label} | {pname} | {fmt_with_unit(s['median'], metric)} | "
+                f"{fmt_spread(s, metric)} | {n} | {fmt_ratio(prof.get('ratios', {}).get(metric.key))} | "
+                f"{ref} | {target} |"
+            )
+    notes = results.get("notes") or []
+    if notes:
+        lines.append("")
+        lines.extend(f"- {n}" for n in notes)
+    return "\n".join(lines) + "\n"
+
+
+def _ref_target(ref: str | None, target: str | None, unit: str) -> str:
+    parts = []
+    if ref:
+        parts.append(f"docker-mailserver 15.1: {ref}")
+    if target:
+        parts.append(f"target {target}")
+    return f" ({'; '.join(parts)})" if parts else ""
