@@ -1,0 +1,202 @@
+"""What every `setup` subcommand shares: paths, settings, logging, prompts, hashes.
+
+Messages go to stderr in docker-mailserver's log format
+(`<date> ERROR <command>: <message>`); stdout carries only the listings, so
+scripts can parse them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ops import configdir
+from ops.settings import Settings, SettingsError, read_dms_settings
+
+LEVELS = {"error": 1, "warn": 2, "info": 3, "debug": 4, "trace": 5}
+COLOURS = {"error": "\033[1;31m", "warn": "\033[1;33m", "info": "\033[0;34m", "debug": "\033[0;35m",
+           "trace": "\033[0;36m"}
+
+
+class CliError(Exception):
+    """Stops the command: the message is logged as an error, then `Aborting`."""
+
+    def __init__(self, message: str, code: int = 1, usage: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.usage = usage
+
+
+class UsageExit(Exception):
+    """Print the usage text and exit with `code` (0 for `help`, 1 for missing arguments)."""
+
+    def __init__(self, usage: str, code: int):
+        super().__init__(usage)
+        self.usage = usage
+        self.code = code
+
+
+@dataclass
+class Context:
+    """Where the command acts. Environment overrides exist for tests and for
+    running the CLI against a folder other than the container's."""
+    config_dir: Path
+    mail_root: Path
+    log_dir: Path
+    settings_file: Path
+    program: str = "setup"
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "Context":
+        settings_file = Path(environ.get("MAILWRIGHT_DMS_SETTINGS", "/etc/dms-settings"))
+        ctx = cls(config_dir=Path("/tmp/docker-mailserver"), mail_root=Path(environ.get("MAILWRIGHT_MAIL_ROOT", "/var/mail")),
+                  log_dir=Path(environ.get("MAILWRIGHT_LOG_DIR", "/var/log/mail")), settings_file=settings_file)
+        ctx.config_dir = Path(environ.get("MAILWRIGHT_CONFIG_DIR") or ctx.settings.MAILWRIGHT_CONFIG_DIR)
+        return ctx
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The settings the last deploy applied; defaults before the first one
+        (e.g. `docker run --rm IMAGE setup …` on a fresh config folder)."""
+        try:
+            return read_dms_settings(self.settings_file)
+        except FileNotFoundError:
+            return Settings()
+        except (OSError, SettingsError, ValueError) as e:
+            self.log("warn", f"Cannot read '{self.settings_file}' ({e}); using the defaults")
+            return Settings()
+
+    def file(self, name: str) -> Path:
+        return self.config_dir / name
+
+    def config(self) -> configdir.ConfigDir:
+        return configdir.read(self.config_dir)
+
+    # --- output ------------------------------------------------------------------------------
+    def log(self, level: str, message: str) -> None:
+        wanted = os.environ.get("LOG_LEVEL") or (self.settings.LOG_LEVEL if "settings" in self.__dict__ else "info")
+        if LEVELS[level] > LEVELS.get(wanted, 3):
+            return
+        name = {"info": "INFO ", "warn": "WARN "}.get(level, level.upper())
+        if sys.stderr.isatty():
+            name = f"{COLOURS[level]}{name}\033[0m"
+        now = datetime.datetime.now().astimezone().isoformat(sep=" ", timespec="seconds")
+        print(f"{now} {name} {self.program}: {message}", file=sys.stderr, flush=True)
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+def ask(prompt: str, secret: bool = False) -> str:
+    """One line from the terminal, or from stdin when there is none (`docker exec -i`,
+    a pipe): an empty string at end of input."""
+    if sys.stdin.isatty():
+        try:
+            return getpass.getpass(prompt) if secret else input(prompt)
+        except EOFError:
+            return ""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if secret:
+        sys.stderr.write("\n")
+    return line.rstrip("\r\n")
+
+
+def password_or_prompt(given: str | None) -> str:
+    if given:
+        check_password(given)
+        return given
+    password = ask("Enter Password: ", secret=True)
+    if not password:
+        raise CliError("Password must not be empty")
+    check_password(password)
+    if ask("Confirm Password: ", secret=True) != password:
+        raise CliError("Passwords do not match!")
+    return password
+
+
+def check_password(password: str) -> None:
+    if "\n" in password or "\r" in password or "\0" in password:
+        raise CliError("The password must not contain a line break or a NUL character")
+
+
+def sha512_crypt(password: str) -> str:
+    """`{SHA512-CRYPT}$6$…`, the hash Dovecot verifies: doveadm's own when
+    Dovecot is installed, else glibc's crypt(3) with a random SHA512 salt
+    (the same algorithm, so Dovecot accepts either)."""
+    doveadm = shutil.which("doveadm")
+    if doveadm:
+        done = subprocess.run([doveadm, "pw", "-s", "SHA512-CRYPT", "-p", password],
+                              capture_output=True, text=True)
+        hashed = done.stdout.strip()
+        if done.returncode == 0 and hashed.startswith("{SHA512-CRYPT}$6$"):
+            return hashed
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+    if not hashed or not hashed.startswith("$6$"):
+        raise CliError("Cannot compute a SHA512-CRYPT hash on this system")
+    return "{SHA512-CRYPT}" + hashed
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+def normalise(ctx: Context, address: str, what: str = "Mail account") -> str:
+    lowered = address.strip().lower()
+    if lowered != address.strip():
+        ctx.log("warn", f"{what} '{address}' has uppercase letters and will be normalized to '{lowered}'")
+    return lowered
+
+
+def expect_address(ctx: Context, address: str | None, usage: str, what: str = "Mail account") -> str:
+    if not address:
+        raise CliError("No account specified", usage=usage)
+    if "@" not in address:
+        raise CliError(f"'{address}' should include the domain (eg: user@example.com)", usage=usage)
+    address = normalise(ctx, address, what)
+    if not configdir.ADDRESS.match(address):
+        raise CliError(f"'{address}' is not a valid e-mail address")
+    return address
+
+
+def expect_domain(domain: str | None, usage: str) -> str:
+    if not domain:
+        raise CliError("No domain specified", usage=usage)
+    d = domain.strip().lower().lstrip("@")
+    if not configdir.DOMAIN.match(d):
+        raise CliError(f"'{domain}' is not a valid domain name")
+    return d
+
+
+def require(args: list[str], n: int, usage: str) -> None:
+    """docker-mailserver's `_require_n_parameters_or_print_usage`."""
+    if args and args[0] == "help":
+        raise UsageExit(usage, 0)
+    if len(args) < n:
+        raise UsageExit(usage, 1)
+
+
+def at_most(args: list[str], n: int, usage: str) -> None:
+    if len(args) > n:
+        extra = " ".join(repr(a) for a in args[n:])
+        raise CliError(f"Too many arguments: {extra} (quote a value that contains spaces)", usage=usage)
+
+
+def usage_text(command: str, description: str, examples: str = "") -> str:
+    text = f"USAGE\n    setup {command}\n\nOPTIONS\n    help    Print this usage information.\n\nDESCRIPTION\n"
+    text += "".join(f"    {line}\n" if line else "\n" for line in description.strip("\n").split("\n"))
+    if examples:
+        text += "\nEXAMPLES\n" + "".join(f"    {line}\n" if line else "\n"
+                                           for line in examples.strip("\n").split("\n"))
+    text += ("\nEXIT STATUS\n    0 when the command succeeded; 1 when an argument is missing or invalid,\n"
+             "    in which case no file was changed.\n")
+    return text

@@ -1,0 +1,1 @@
+"""Dovecot: IMAP/POP3/ManageSieve, LMTP delivery, SASL for Postfix, quotas, Sieve."""

@@ -1,0 +1,44 @@
+"""Rendering: templates under `files/` (mirroring their target paths) into `ConfigFile`s.
+
+A `ConfigFile` is the whole desired state of one file. The same list is applied
+by pyinfra on a VPS and by the container's init, so both produce identical
+files. Pure standard library + jinja2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+FILES = Path(__file__).resolve().parent.parent / "files"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(FILES)),
+    undefined=jinja2.StrictUndefined,   # a typo in a template fails the render, not the daemon
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str
+    content: str | None            # None: the file must not exist (feature switched off)
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+    reloads: tuple[str, ...] = ()   # daemons to reload when this file changes
+    after: tuple[str, ...] = ()     # commands to run after it changed (e.g. compile a sieve script)
+
+
+def template(target: str, **context) -> str:
+    """Render `files/<target>.j2`."""
+    return _env.get_template(target.lstrip("/") + ".j2").render(**context)
+
+
+def rendered(target: str, context: dict, **attrs) -> ConfigFile:
+    return ConfigFile(target, template(target, **context), **attrs)
