@@ -329,6 +329,11 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
             run["exec_overhead_s"] = base["seconds"] if base["exit_code"] == 0 else None
             conf = exec_timed(container, shlex.split(args.configure_cmd))
             run["configure"] = conf
+            # A "no-op" that rewrote files would be timing something else.
+            conf["changed"] = [l for l in conf["output_tail"].splitlines() if l.startswith("changed ")]
+            if conf["changed"]:
+                run.setdefault("errors", []).append(
+                    f"no-op configure changed {len(conf['changed'])} files, e.g. {conf['changed'][0]}")
             if conf["exit_code"] == 0:
                 run["configure_noop_s"] = conf["seconds"]
                 log(f"{name}: no-op configure {conf['seconds']:.2f} s (exec overhead {base['seconds']:.2f} s)")
