@@ -11,7 +11,7 @@ from pathlib import Path
 from ops import configdir, network, tls as tls_mod
 from ops.dovecot import config as dovecot
 from ops.postfix import config as postfix
-from ops.render import ConfigFile
+from ops.render import ConfigFile, rendered
 from ops.settings import Settings, dms_settings_text
 
 WATCH_LIST = "/etc/mailwright/watch"
@@ -26,6 +26,13 @@ def watched_paths(s: Settings, cfg: configdir.ConfigDir, tls: tls_mod.Tls) -> li
     return paths + list(tls.watched)
 
 
+def init_files(s: Settings) -> list[ConfigFile]:
+    unit = "/etc/systemd/system/mailwright-watch.service"
+    if s.MAILWRIGHT_INIT != "systemd":
+        return [ConfigFile(unit, None)]
+    return [rendered(unit, dict(s=s), after=("systemctl daemon-reload", "systemctl try-restart mailwright-watch"))]
+
+
 def files(s: Settings, cfg: configdir.ConfigDir | None = None) -> list[ConfigFile]:
     cfg = cfg if cfg is not None else configdir.read(s.MAILWRIGHT_CONFIG_DIR)
     tls = tls_mod.resolve(s, s.MAILWRIGHT_CONFIG_DIR)
@@ -36,6 +43,7 @@ def files(s: Settings, cfg: configdir.ConfigDir | None = None) -> list[ConfigFil
         # A renewed certificate changes this file, and so reloads both daemons.
         ConfigFile(tls_mod.FINGERPRINT, tls_mod.fingerprint(tls), reloads=both),
         ConfigFile(WATCH_LIST, "".join(p + "\n" for p in watched_paths(s, cfg, tls))),
+        *init_files(s),
         *postfix.files(s, cfg, tls, network.mynetworks(s)),
         *dovecot.files(s, cfg, tls),
     ]

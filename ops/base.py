@@ -1,0 +1,95 @@
+"""The base every daemon needs: packages source, the vmail user, folders, and the runtime.
+
+The runtime is mailwright's own code (`ops/`, `mailwright/`, `files/`) in
+/opt/mailwright: the configure stage, the init/watcher and `setup` run from it
+on the target.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import apt, files, server
+
+from ops.facts import RUNTIME
+
+PROJECT = Path(__file__).resolve().parent.parent
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+
+
+def packages(names: list[str], lock: dict[str, str]) -> list[str]:
+    """Pin every package (and, with a lock, every dependency) to its locked version."""
+    if not lock:
+        return names
+    missing = [n for n in names if n not in lock]
+    if missing:
+        raise ValueError(f"package lock has no entry for {', '.join(missing)}: refresh the lock")
+    return [f"{n}={v}" for n, v in sorted(lock.items())]
+
+
+def read_lock(path: str | None) -> dict[str, str]:
+    if not path or not Path(path).is_file():
+        return {}
+    lock = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("=")
+            lock[name] = version
+    return lock
+
+
+def runtime_tarball() -> bytes:
+    """The runtime as a reproducible tar: same code, same bytes, so no re-upload."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for top in ("ops", "mailwright", "files"):
+            for path in sorted((PROJECT / top).rglob("*")):
+                if "__pycache__" in path.parts or not path.is_file():
+                    continue
+                info = tar.gettarinfo(str(path), arcname=str(path.relative_to(PROJECT)))
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+                info.mode = 0o755 if path.stat().st_mode & 0o100 else 0o644
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+    return buf.getvalue()
+
+
+@deploy("mailwright base: install")
+def install(lock: dict[str, str]):
+    apt.update(cache_time=3600, _env=APT_ENV)
+    apt.packages(
+        name="Runtime of mailwright's configure stage and init",
+        packages=packages(["python3", "python3-jinja2", "iproute2", "ca-certificates", "openssl"], lock),
+        no_recommends=True, _env=APT_ENV,
+    )
+    server.group(name="vmail group 'docker' (docker-mailserver's name)", group="docker", gid=5000)
+    server.user(name="vmail user 'docker'", user="docker", uid=5000, group="docker", home="/var/mail",
+                shell="/usr/sbin/nologin", create_home=False)
+    files.directory(name="Mail store", path="/var/mail", user="docker", group="docker", mode="755")
+    files.directory(name="Mail log folder", path="/var/log/mail", mode="755")
+
+
+@deploy("mailwright runtime")
+def runtime():
+    # The image build runs from /opt/mailwright itself: nothing to upload there.
+    if not (Path(RUNTIME).resolve() == PROJECT and host.connector_cls.__name__ == "LocalConnector"):
+        upload = files.put(name="Upload the runtime", src=io.BytesIO(runtime_tarball()),
+                           dest=f"{RUNTIME}.tar", mode="644")
+        server.shell(name="Unpack the runtime",
+                     commands=[f"rm -rf {RUNTIME} && mkdir -p {RUNTIME} && tar -xf {RUNTIME}.tar -C {RUNTIME}"],
+                     _if=upload.did_change)
+    files.put(name="`setup` command", src=str(PROJECT / "files/usr/local/bin/setup"),
+              dest="/usr/local/bin/setup", mode="755")
+
+
+@deploy("Remove generated secrets (image build)")
+def strip_secrets():
+    """Keys made by post-install scripts must not ship in an image (everyone would share them)."""
+    for path in ("/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+                 "/etc/dovecot/private/dovecot.key", "/etc/dovecot/private/dovecot.pem"):
+        files.file(name=f"No {path}", path=path, present=False)

@@ -1,0 +1,33 @@
+"""pyinfra facts about mailwright on a target."""
+
+from __future__ import annotations
+
+from pyinfra.api import FactBase
+
+RUNTIME = "/opt/mailwright"
+
+
+class ConfigDrift(FactBase):
+    """Generated files that differ from what the settings and config folder ask for.
+
+    Runs the configure stage in check mode on the target; "unknown" when the
+    runtime is not there yet (a first deploy, before the upload).
+    """
+
+    def command(self, only: str | None = None) -> str:
+        part = f" --only {only}" if only else ""
+        return (f"cd {RUNTIME} 2>/dev/null && [ -f /etc/dms-settings ] "
+                f"&& python3 -m mailwright.configure --check{part} 2>&1 || echo unknown")
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line.strip()]
+
+
+class InitRunning(FactBase):
+    """Whether mailwright's container init runs on the target (container mode)."""
+
+    def command(self) -> str:
+        return "pgrep -f 'python3 -m mailwright.init' >/dev/null && echo yes || echo no"
+
+    def process(self, output: list[str]) -> bool:
+        return output == ["yes"]
