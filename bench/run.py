@@ -298,8 +298,10 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
         if not (logs.ready_at and smtp.at and imap.at):
             container.reload()
             tail = "\n    ".join(logs.tail[-25:]) or "(no output)"
+            waited = (f"exited with {container.attrs['State']['ExitCode']} before it was ready"
+                      if container.status == "exited" else f"not ready after {args.ready_timeout:.0f} s")
             raise BenchError(
-                f"{name} not ready after {args.ready_timeout:.0f} s (status {container.status}; "
+                f"{name} {waited} (status {container.status}; "
                 f"SMTP banner {'yes' if smtp.at else 'no'}, IMAP banner {'yes' if imap.at else 'no'}, "
                 f"'{READY_LINE}' {'yes' if logs.ready_at else 'no'}). Last log lines:\n    {tail}")
         t_ready = max(smtp.at, imap.at, logs.ready_at)
@@ -346,6 +348,9 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
         if "throughput" not in args.skip:
             run.update(throughput(container, args))
 
+        if args.keep:
+            log(f"kept {name} running; remove it with: docker rm -f -v {name}")
+            return run
         t = time.perf_counter()
         container.stop(timeout=30)
         run["stop_s"] = time.perf_counter() - t
