@@ -1,0 +1,428 @@
+"""`setup email …` and `setup dovecot-master …`: `postfix-accounts.cf`, `dovecot-masters.cf`.
+
+Every command checks everything it can before it touches a file, asks for the
+password before it takes the lock (a prompt must not hold up the poller), then
+checks again under the lock, where the answer cannot change, and writes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from mailwright import configwrite as cw
+from ops import configdir
+
+from .common import CliError, Context, UsageExit, ask, at_most, expect_address, password_or_prompt, require, \
+    sha512_crypt, usage_text
+
+ACCOUNTS = "postfix-accounts.cf"
+VIRTUAL = "postfix-virtual.cf"
+QUOTAS = "dovecot-quotas.cf"
+MASTERS = "dovecot-masters.cf"
+
+ADD_USAGE = usage_text("email add <MAIL ACCOUNT> [<PASSWORD>]", """
+Add a mail account. Without a password on the command line you are asked for
+it twice, so it stays out of your shell history. The account can log in within
+DMS_CONFIG_POLL seconds; its mailbox is created then.
+""", "setup email add user@example.com")
+UPDATE_USAGE = usage_text("email update <MAIL ACCOUNT> [<PASSWORD>]", """
+Change the password of an existing mail account (asked twice when omitted).
+""", "setup email update user@example.com")
+DEL_USAGE = usage_text("email del [-y|-n] <MAIL ACCOUNT> [<MAIL ACCOUNT>...]", """
+Delete mail accounts with their aliases entries and quotas.
+  -y  also delete the mailbox data (/var/mail/<domain>/<user>) without asking
+  -n  keep the mailbox data without asking
+Without either option you are asked whether to delete the mailbox data.
+""", "setup email del -y user@example.com")
+LIST_USAGE = usage_text("email list", """
+List the mail accounts with their quota usage and the aliases that point at them.
+""")
+RESTRICT_USAGE = usage_text("email restrict <add|del|list> <send|receive> [<MAIL ACCOUNT>]", """
+Deny an address to send (postfix-send-access.cf) or to receive
+(postfix-receive-access.cf) mail, lift that restriction, or list the restrictions.
+""", "setup email restrict add send spammer@example.com")
+MASTER_ADD_USAGE = usage_text("dovecot-master add <USERNAME> [<PASSWORD>]", """
+Add a Dovecot master user: it logs in to any mailbox as 'user@domain*USERNAME'
+with its own password.
+""")
+MASTER_UPDATE_USAGE = usage_text("dovecot-master update <USERNAME> [<PASSWORD>]", """
+Change the password of a Dovecot master user.
+""")
+MASTER_DEL_USAGE = usage_text("dovecot-master del <USERNAME> [<USERNAME>...]", """
+Delete Dovecot master users.
+""")
+MASTER_LIST_USAGE = usage_text("dovecot-master list", "List the Dovecot master users.")
+
+MASTER_NAME = re.compile(r"^[A-Za-z0-9._@+-]+$")   # what ops.configdir accepts in dovecot-masters.cf
+
+
+def _lines(ctx: Context, name: str) -> list[str]:
+    return cw.read_lines(ctx.file(name))
+
+
+def _is_alias(ctx: Context, address: str) -> bool:
+    return cw.has_key(_lines(ctx, VIRTUAL), address, " ")
+
+
+def _account_exists(ctx: Context, address: str) -> bool:
+    return cw.has_key(_lines(ctx, ACCOUNTS), address, "|")
+
+
+def _check_new_account(ctx: Context, address: str) -> None:
+    if _account_exists(ctx, address):
+        raise CliError(f"'{address}' already exists")
+    if _is_alias(ctx, address):
+        raise CliError(f"'{address}' is already defined as an alias")
+
+
+def _check_existing_account(ctx: Context, address: str) -> None:
+    if not _account_exists(ctx, address):
+        raise CliError(f"'{address}' does not exist")
+
+
+def _replace_account(ctx: Context, address: str, hashed: str) -> None:
+    def edit(lines: list[str]) -> list[str]:
+        i = cw.find(lines, address, "|")
+        # Keep a third column (userdb extra fields) through a password change.
+        extra = lines[i].strip().split("|", 2)[2:] if i is not None else []
+        return cw.replace_entry(lines, address, "|", "|".join([address, hashed, *extra]))
+    cw.rewrite(ctx.file(ACCOUNTS), edit)
+
+
+def email_add(ctx: Context, args: list[str]) -> int:
+    ctx.program = "addmailuser"
+    require(args, 1, ADD_USAGE)
+    at_most(args, 2, ADD_USAGE)
+    address = expect_address(ctx, args[0], ADD_USAGE)
+    _check_new_account(ctx, address)
+    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
+    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        _check_new_account(ctx, address)
+        _replace_account(ctx, address, hashed)
+    return 0
+
+
+def email_update(ctx: Context, args: list[str]) -> int:
+    ctx.program = "updatemailuser"
+    require(args, 1, UPDATE_USAGE)
+    at_most(args, 2, UPDATE_USAGE)
+    address = expect_address(ctx, args[0], UPDATE_USAGE)
+    _check_existing_account(ctx, address)
+    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
+    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        _check_existing_account(ctx, address)
+        _replace_account(ctx, address, hashed)
+    return 0
+
+
+def _maildir(ctx: Context, address: str) -> Path:
+    local, domain = address.split("@", 1)
+    return ctx.mail_root / domain / local
+
+
+def email_del(ctx: Context, args: list[str]) -> int:
+    ctx.program = "delmailuser"
+    delete_data = None
+    rest = list(args)
+    while rest and rest[0].startswith("-") and rest[0] != "-":
+        option = rest.pop(0)
+        if option == "--":
+            break
+        for letter in option[1:]:
+            if letter in "yY":
+                delete_data = True
+            elif letter in "nN":
+                delete_data = False
+            else:
+                raise CliError(f"The option '-{letter}' is unknown", usage=DEL_USAGE)
+    require(rest, 1, DEL_USAGE)
+    # docker-mailserver: nothing to delete from, nothing to say.
+    if not ctx.file(ACCOUNTS).is_file() or ctx.file(ACCOUNTS).stat().st_size == 0:
+        return 0
+    addresses = []
+    for arg in rest:
+        address = expect_address(ctx, arg, DEL_USAGE)
+        _check_existing_account(ctx, address)
+        if address not in addresses:
+            addresses.append(address)
+    explicit = delete_data is not None
+    if delete_data is None:
+        answer = ask("Do you want to delete the mailbox data as well (removing all mails)? [y/N] ")
+        delete_data = answer.strip().lower() == "y"
+
+    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        for address in addresses:
+            _check_existing_account(ctx, address)
+        for address in addresses:
+            # Aliases and quota first, the account last: an interrupted run leaves
+            # an account that still works rather than a dangling alias.
+            if ctx.file(VIRTUAL).exists():
+                cw.rewrite(ctx.file(VIRTUAL), lambda lines: cw.remove_value(lines, None, address))
+            if ctx.file(QUOTAS).exists():
+                cw.rewrite(ctx.file(QUOTAS), lambda lines: cw.remove_entry(lines, address, ":"))
+            cw.rewrite(ctx.file(ACCOUNTS), lambda lines: cw.remove_entry(lines, address, "|"))
+            # The data goes while the lock is held, so the poller cannot recreate
+            # the mailbox of an account that is half deleted.
+            if delete_data:
+                _remove_maildir(ctx, address)
+            elif explicit:
+                ctx.log("info", "Mailbox data explicitly kept (using -n).")
+            else:
+                ctx.log("info", "The mailbox data will not be deleted.")
+            ctx.log("info", f"'{address}' and associated data (aliases, quotas) deleted")
+    return 0
+
+
+def _remove_maildir(ctx: Context, address: str) -> None:
+    maildir = _maildir(ctx, address)
+    if not maildir.is_dir():
+        # The account may never have received its mailbox (deleted before the
+        # next poll): there is nothing to remove, and no reason to fail.
+        ctx.log("warn", f"Mailbox data directory '{maildir}' does not exist")
+        return
+    ctx.log("info", f"Deleting mailbox data: '{maildir}'")
+    try:
+        shutil.rmtree(maildir)
+    except OSError as e:
+        raise CliError(f"Mailbox data could not be deleted: {e}")
+    try:
+        maildir.parent.rmdir()
+    except OSError:
+        pass
+
+
+# --- email list ----------------------------------------------------------------------------------
+
+def _iec(n_bytes: int) -> str:
+    """`numfmt --to=iec`: 0, 1023, 1.0K, 9.9M, 10M, 1.5G (rounded up)."""
+    if n_bytes < 1024:
+        return str(n_bytes)
+    value, unit = float(n_bytes), ""
+    for unit in "KMGTPE":
+        value /= 1024
+        if value < 1024:
+            break
+    if value < 10:
+        shown = -(-int(value * 10 * 1000) // 1000) / 10      # ceil to one decimal, tolerant of float noise
+        if shown < 10:
+            return f"{shown:.1f}{unit}"
+    return f"{-(-int(value * 1000) // 1000)}{unit}"
+
+
+def _size_bytes(size: str) -> int:
+    """`10M` (dovecot-quotas.cf, IEC units) in bytes."""
+    if size == "0":
+        return 0
+    return int(size[:-1]) * {"B": 1, "k": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}[size[-1]]
+
+
+def _doveadm_quota(address: str) -> tuple[str, str, str] | None:
+    """(used KiB, limit KiB or '-', percent) of the STORAGE row, or None when
+    Dovecot cannot answer (not installed, not running, account not applied yet)."""
+    doveadm = shutil.which("doveadm")
+    if not doveadm:
+        return None
+    try:
+        done = subprocess.run([doveadm, "quota", "get", "-u", address], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    for line in done.stdout.splitlines()[1:]:
+        fields = line.split()
+        if "STORAGE" in fields:
+            i = fields.index("STORAGE")
+            if len(fields) >= i + 4:
+                return fields[i + 1], fields[i + 2], fields[i + 3]
+    return None
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _quota_part(ctx: Context, cfg: configdir.ConfigDir, address: str) -> str:
+    got = _doveadm_quota(address)
+    if got is not None:
+        used, limit, percent = got
+        used_h = _iec(int(used) * 1024) if used.isdigit() else "~"
+        limit_h = _iec(int(limit) * 1024) if limit.isdigit() else "~"
+        return f"( {used_h} / {limit_h} ) [{percent}%]"
+    # Without Dovecot's answer: the mailbox size on disk against the configured limit.
+    used = _du(_maildir(ctx, address))
+    limit = _size_bytes(cfg.quotas[address]) if address in cfg.quotas else ctx.settings.POSTFIX_MAILBOX_SIZE_LIMIT
+    percent = used * 100 // limit if limit else 0
+    return f"( {_iec(used)} / {_iec(limit) if limit else '~'} ) [{percent}%]"
+
+
+def _require_content(path: Path) -> None:
+    if not path.is_file():
+        raise CliError(f"'{path}' does not exist")
+    if not any(line.strip() and not line.strip().startswith("#") for line in cw.read_lines(path)):
+        raise CliError(f"'{path}' is empty, nothing to list")
+
+
+def email_list(ctx: Context, args: list[str]) -> int:
+    ctx.program = "listmailuser"
+    if args and args[0] == "help":
+        raise UsageExit(LIST_USAGE, 0)
+    if ctx.settings.ACCOUNT_PROVISIONER != "FILE":
+        raise CliError("This command is only compatible with 'ACCOUNT_PROVISIONER=FILE'")
+    _require_content(ctx.file(ACCOUNTS))
+    cfg = ctx.config()
+    out = []
+    for account in cfg.accounts:
+        entry = f"* {account.address}"
+        if ctx.settings.quotas_enabled:
+            entry += " " + _quota_part(ctx, cfg, account.address)
+        aliases = [alias for alias, targets in cfg.aliases if account.address in targets]
+        if aliases:
+            entry += f"\n    [ aliases -> {', '.join(aliases)} ]"
+        out.append(entry + "\n\n")
+    print("".join(out), end="", flush=True)
+    return 0
+
+
+# --- email restrict ------------------------------------------------------------------------------
+
+def email_restrict(ctx: Context, args: list[str]) -> int:
+    ctx.program = "restrict-access"
+    if args and args[0] == "help":
+        raise UsageExit(RESTRICT_USAGE, 0)
+    command = args[0] if args else ""
+    direction = (args[1] if len(args) > 1 else "").lower()
+    at_most(args, 3, RESTRICT_USAGE)
+    if direction not in ("send", "receive"):
+        raise CliError(f"Unknown or missing second parameter '{direction}' - specify 'send' or 'receive'",
+                       usage=RESTRICT_USAGE)
+    if command not in ("add", "del", "list"):
+        raise CliError(f"Unknown or missing command '{command}' - specify 'add', 'del' or 'list'",
+                       usage=RESTRICT_USAGE)
+    path = ctx.file(f"postfix-{direction}-access.cf")
+
+    if command == "list":
+        rejects = [line for line in cw.read_lines(path) if "REJECT" in line]
+        if rejects:
+            print("\n".join(rejects), flush=True)
+        else:
+            ctx.log("info", f"Everyone is allowed to {direction} mails")
+        return 0
+
+    user = args[2] if len(args) > 2 else ask("Provide a username: ")
+    if not user:
+        raise CliError("User must not be empty")
+    # An access(5) key: a full address, a domain or a local part followed by '@'.
+    user = user.strip().lower()
+    if not (configdir.ADDRESS.match(user) or configdir.DOMAIN.match(user.lstrip("@"))
+            or re.fullmatch(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@", user)):
+        raise CliError(f"'{user}' is not an e-mail address, a domain or a 'localpart@'")
+
+    def present() -> bool:
+        return cw.has_key(cw.read_lines(path), user, " ")
+
+    if command == "add":
+        if present():
+            raise CliError(f"User '{user}' already denied to {direction} mails")
+        with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+            if present():
+                raise CliError(f"User '{user}' already denied to {direction} mails")
+            cw.rewrite(path, lambda lines: [*lines, f"{user} \t\t REJECT"])
+    else:
+        if not present():
+            raise CliError(f"User '{user}' not found")
+        with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+            if not present():
+                raise CliError(f"User '{user}' not found")
+            cw.rewrite(path, lambda lines: cw.remove_entry(lines, user, " "))
+    return 0
+
+
+# --- dovecot-master ------------------------------------------------------------------------------
+
+def _master_name(name: str | None, usage: str) -> str:
+    if not name:
+        raise CliError("No account specified", usage=usage)
+    if not MASTER_NAME.match(name):
+        raise CliError(f"'{name}' is not a valid master user name (letters, digits and . _ @ + - only)")
+    return name
+
+
+def _master_exists(ctx: Context, name: str) -> bool:
+    return cw.has_key(_lines(ctx, MASTERS), name, "|")
+
+
+def _write_master(ctx: Context, name: str, hashed: str) -> None:
+    cw.rewrite(ctx.file(MASTERS), lambda lines: cw.replace_entry(lines, name, "|", f"{name}|{hashed}"))
+
+
+def master_add(ctx: Context, args: list[str]) -> int:
+    ctx.program = "adddovecotmasteruser"
+    require(args, 1, MASTER_ADD_USAGE)
+    at_most(args, 2, MASTER_ADD_USAGE)
+    name = _master_name(args[0], MASTER_ADD_USAGE)
+    if _master_exists(ctx, name):
+        raise CliError(f"'{name}' already exists")
+    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
+    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        if _master_exists(ctx, name):
+            raise CliError(f"'{name}' already exists")
+        _write_master(ctx, name, hashed)
+    return 0
+
+
+def master_update(ctx: Context, args: list[str]) -> int:
+    ctx.program = "updatedovecotmasteruser"
+    require(args, 1, MASTER_UPDATE_USAGE)
+    at_most(args, 2, MASTER_UPDATE_USAGE)
+    name = _master_name(args[0], MASTER_UPDATE_USAGE)
+    if not _master_exists(ctx, name):
+        raise CliError(f"'{name}' does not exist")
+    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
+    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        if not _master_exists(ctx, name):
+            raise CliError(f"'{name}' does not exist")
+        _write_master(ctx, name, hashed)
+    return 0
+
+
+def master_del(ctx: Context, args: list[str]) -> int:
+    ctx.program = "deldovecotmasteruser"
+    require(args, 1, MASTER_DEL_USAGE)
+    names = [_master_name(a, MASTER_DEL_USAGE) for a in args]
+    for name in names:
+        if not _master_exists(ctx, name):
+            raise CliError(f"'{name}' does not exist")
+    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        for name in names:
+            if not _master_exists(ctx, name):
+                raise CliError(f"'{name}' does not exist")
+        cw.rewrite(ctx.file(MASTERS), lambda lines: _remove_all(lines, names))
+    return 0
+
+
+def _remove_all(lines: list[str], names: list[str]) -> list[str]:
+    for name in names:
+        lines = cw.remove_entry(lines, name, "|")
+    return lines
+
+
+def master_list(ctx: Context, args: list[str]) -> int:
+    ctx.program = "listdovecotmasteruser"
+    if args and args[0] == "help":
+        raise UsageExit(MASTER_LIST_USAGE, 0)
+    _require_content(ctx.file(MASTERS))
+    names = [line.strip().split("|", 1)[0] for line in cw.read_lines(ctx.file(MASTERS))
+             if line.strip() and not line.strip().startswith("#")]
+    print("".join(f"* {name}\n\n" for name in names), end="", flush=True)
+    return 0
