@@ -1,0 +1,46 @@
+"""The `target` fixture: the same end-to-end subset against the image, a VPS and the docker connector.
+
+Module-scoped and parametrised: pytest runs every test of a module for one
+target, tears that target down, then moves to the next, so only one mail server
+binds the host's ports at a time.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import scenario as sc
+from harness.mailserver import Volumes
+from harness.targets import DockerConnectorTarget, ImageTarget, VpsTarget
+from harness.vps import Vps
+
+TARGETS = ["image", "vps", "docker"]
+
+
+@pytest.fixture(scope="module", params=TARGETS)
+def target(request, tmp_path_factory, tls):
+    kind = request.param
+    root = tmp_path_factory.mktemp(f"target-{kind}")
+    scenario = sc.build(root / "config", tls)
+    t = None
+    try:
+        if kind == "image":
+            image = request.getfixturevalue("image")
+            t = ImageTarget(image=image, volumes=Volumes.under(root, scenario.config.path),
+                            scenario=scenario, tls=tls)
+        elif kind == "vps":
+            request.getfixturevalue("deploy_py")
+            vps_image = request.getfixturevalue("vps_image")
+            machine = Vps(image=vps_image, workdir=root / "vps")
+            t = VpsTarget(scenario=scenario, tls=tls, workdir=root, vps=machine)
+            machine.start()
+        else:
+            request.getfixturevalue("deploy_py")
+            base = request.getfixturevalue("base_image")
+            t = DockerConnectorTarget(scenario=scenario, tls=tls, workdir=root, base_image=base,
+                                      volumes=Volumes.under(root, scenario.config.path))
+        t.start()
+        yield t
+    finally:
+        if t is not None:
+            t.teardown()
