@@ -188,6 +188,9 @@ class LogWatcher(threading.Thread):
         self.t0 = t0
         self.ready_at: float | None = None
         self.tail: list[str] = []
+        # (seconds since t0, line) up to readiness: shows which start-up
+        # phase dominates without a second instrumented run.
+        self.startup: list[tuple[float, str]] = []
         self.event = threading.Event()
 
     def run(self) -> None:
@@ -199,6 +202,8 @@ class LogWatcher(threading.Thread):
                 for raw in lines:
                     line = raw.decode(errors="replace")
                     self.tail = (self.tail + [line])[-60:]
+                    if self.ready_at is None and len(self.startup) < 200:
+                        self.startup.append((round(time.perf_counter() - self.t0, 3), line[:300]))
                     if self.ready_at is None and READY_LINE in line:
                         self.ready_at = time.perf_counter()
                         self.event.set()
@@ -295,6 +300,7 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
         run["start_smtp_s"] = smtp.at - t0 if smtp.at else None
         run["start_imap_s"] = imap.at - t0 if imap.at else None
         run["start_ready_log_s"] = logs.ready_at - t0 if logs.ready_at else None
+        run["startup_log"] = logs.startup
         if not (logs.ready_at and smtp.at and imap.at):
             container.reload()
             tail = "\n    ".join(logs.tail[-25:]) or "(no output)"
