@@ -8,6 +8,8 @@ out/bench.json (every sample, per-process memory) and out/bench.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -41,6 +43,9 @@ LABEL = "mailwright.bench"
 # Ports the image binds on the host; any of them taken would make the
 # container fail or, worse, make the probes talk to someone else's server.
 HOST_PORTS = [25, 143, 465, 587, 993]
+# The same lock the test suite takes (tests/harness/dockercli.py): a bench run
+# and a test session would otherwise fight over port 25.
+LOCK_PATH = "/run/lock/mailwright-tests.lock" if os.path.isdir("/run/lock") else "/tmp/mailwright-tests.lock"
 
 
 class BenchError(Exception):
@@ -146,6 +151,34 @@ def remove_stale_containers(client) -> None:
         if c.status != "running":
             log(f"removing stale {c.name}")
             c.remove(force=True, v=True)
+
+
+@contextlib.contextmanager
+def host_lock(wait: float):
+    """Held for one container's life, so a test session can run between runs."""
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait
+    announced = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{LOCK_PATH} is still held by another test or bench session "
+                                     f"after {wait:.0f} s")
+                if not announced:
+                    log(f"waiting for {LOCK_PATH} (a test session is using the mail ports)")
+                    announced = True
+                time.sleep(1)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def wait_ports_free(timeout: float) -> None:
@@ -484,6 +517,8 @@ def parse_args(argv=None):
     p.add_argument("--deliver-timeout", type=float, default=300.0)
     p.add_argument("--port-wait", type=float, default=300.0,
                    help="how long to wait for host ports taken by another container")
+    p.add_argument("--lock-wait", type=float, default=3600.0,
+                   help=f"how long to wait for {LOCK_PATH}, held by a running test session")
     p.add_argument("--skip", default="", help="comma-separated: memory, configure, throughput")
     p.add_argument("--out", default=str(REPO / "out"), help="directory for bench.json and bench.md")
     p.add_argument("--keep", action="store_true", help="keep containers (debugging; one run only)")
@@ -560,7 +595,8 @@ def main(argv=None) -> int:
             for i in range(args.runs):
                 log(f"profile {pname}: run {i + 1}/{args.runs}")
                 try:
-                    runs.append(one_run(client, args.image, profile, args, i))
+                    with host_lock(args.lock_wait):
+                        runs.append(one_run(client, args.image, profile, args, i))
                 except BenchError as e:
                     # A container that never gets ready fails the same way
                     # every time: stop this profile instead of waiting N times.
