@@ -89,6 +89,11 @@ def table(results: dict) -> str:
                 f"{fmt_spread(s, metric)} | {n} | {fmt_ratio(prof.get('ratios', {}).get(metric.key))} | "
                 f"{ref} | {target} |"
             )
+    for pname, prof in profiles.items():
+        line = memory_line(prof)
+        if line:
+            lines.append("")
+            lines.append(f"Idle PSS by program, {pname} (run with the median PSS): {line}")
     notes = results.get("notes") or []
     if notes:
         lines.append("")
@@ -103,3 +108,18 @@ def _ref_target(ref: str | None, target: str | None, unit: str) -> str:
     if target:
         parts.append(f"target {target}")
     return f" ({'; '.join(parts)})" if parts else ""
+
+
+def memory_line(profile: dict, top: int = 8) -> str:
+    """Who holds the memory: what the closing note needs to say what dominates."""
+    runs = [r for r in profile.get("runs", []) if r.get("memory")]
+    if not runs:
+        return ""
+    runs.sort(key=lambda r: r["memory"]["pss_kb"])
+    groups = runs[(len(runs) - 1) // 2]["memory"]["by_program"]
+    parts = [f"{g['comm']}" + (f"×{g['count']}" if g["count"] > 1 else "") + f" {g['pss_kb'] / 1000:.1f}"
+             for g in groups[:top]]
+    rest = sum(g["pss_kb"] for g in groups[top:])
+    if rest:
+        parts.append(f"others {rest / 1000:.1f}")
+    return ", ".join(parts) + " MB"

@@ -194,3 +194,17 @@ def test_parse_args_rejects_unknown_profile_and_skip():
         bench_run.parse_args(["--skip", "cpu"])
     a = bench_run.parse_args(["--runs", "3", "--skip", "memory,throughput"])
     assert a.runs == 3 and a.skip == {"memory", "throughput"} and a.profiles == ["core"]
+
+
+def test_memory_line_uses_median_run_and_groups():
+    def run(pss, groups):
+        return {"memory": {"pss_kb": pss, "by_program": groups}}
+    prof = {"runs": [
+        run(9000, [{"comm": "big", "count": 1, "pss_kb": 9000}]),
+        run(5000, [{"comm": "smtpd", "count": 2, "pss_kb": 3000}, {"comm": "master", "count": 1, "pss_kb": 2000}]),
+        run(1000, [{"comm": "small", "count": 1, "pss_kb": 1000}]),
+        {"error": "failed run has no memory"},
+    ]}
+    assert report.memory_line(prof) == "smtpd×2 3.0, master 2.0 MB"
+    assert report.memory_line(prof, top=1) == "smtpd×2 3.0, others 2.0 MB"
+    assert report.memory_line({"runs": []}) == ""
