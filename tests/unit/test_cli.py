@@ -7,7 +7,6 @@ produce docker-mailserver's formats, which `ops.configdir` then reads cleanly.
 
 from __future__ import annotations
 
-import crypt  # noqa: F401  (deprecated in 3.11, still what Debian 12's python3 has)
 import os
 import shutil
 import signal
@@ -18,12 +17,18 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import warnings
+
 import pytest
 
 from mailwright import configwrite as cw
 from ops import configdir
 
 REPO = Path(__file__).resolve().parents[2]
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)     # crypt: still in Debian 12's python3.11
+    import crypt
 
 SEED = {
     "postfix-accounts.cf": b"# accounts\nuser@example.com|{SHA512-CRYPT}$6$salt$hash\n\n"
