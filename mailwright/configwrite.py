@@ -8,9 +8,10 @@ The lock is `flock(2)` on `<config_dir>/check-for-changes.sh.lock`,
 docker-mailserver's lock name. The kernel drops a flock when its holder dies,
 so a killed process cannot leave a stale lock behind, and a lock file left by
 docker-mailserver (which only tests for its existence) is simply reused. The
-holder unlinks the file on release, as docker-mailserver does, so the folder
-looks the same before and after; waiters re-check the inode they locked so an
-unlink between their open() and their flock() cannot give two holders.
+file stays in place after release: unlinking it would change the folder's
+mtime on every command, which the change poller fingerprints. Should someone
+remove or replace it anyway, a waiter notices that the inode it locked is no
+longer the file's and locks again.
 
 Writes go to a temporary file in the same directory, with the mode and owner
 of the file they replace, are fsynced and renamed over it: a crash leaves the
@@ -81,8 +82,8 @@ def locked(config_dir: str | Path, timeout: float | None = 300.0,
                 if deadline is not None and time.monotonic() > deadline:
                     raise LockTimeout(f"'{path}' is still locked by {_holder(path)} after {timeout:.0f}s")
                 time.sleep(0.02)
-            # The previous holder may have unlinked (or replaced) the file after we
-            # opened it: then the lock we hold guards nothing and we start over.
+            # The file may have been removed or replaced after we opened it: then
+            # the lock we hold guards nothing and we start over.
             try:
                 current = os.stat(path)
             except FileNotFoundError:
@@ -99,13 +100,11 @@ def locked(config_dir: str | Path, timeout: float | None = 300.0,
         break
 
     try:
+        # Who holds it, for the "waiting" message of the next caller.
         os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} pid {os.getpid()} ({Path(sys.argv[0]).name})\n".encode())
+        os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()} ({Path(sys.argv[0]).name})\n".encode(), 0)
         yield path
     finally:
-        # Unlink while still holding the lock; see the module docstring.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
         os.close(fd)
 
 

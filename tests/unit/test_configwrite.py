@@ -69,7 +69,7 @@ def test_remove_value_drops_emptied_lines():
                                                             "# t@x.com"]
 
 
-def test_lock_serialises_threads_and_leaves_no_file(tmp_path):
+def test_lock_serialises_threads(tmp_path):
     inside, overlap = [0], [False]
 
     def worker():
@@ -82,7 +82,26 @@ def test_lock_serialises_threads_and_leaves_no_file(tmp_path):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not overlap[0]
-    assert not (tmp_path / cw.LOCK_NAME).exists()
+
+
+def test_lock_file_removed_under_a_waiter_is_not_trusted(tmp_path):
+    acquired = threading.Event()
+
+    def waiter():
+        with cw.locked(tmp_path, timeout=5):
+            acquired.set()
+    with cw.locked(tmp_path) as path:
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(0.1)
+        path.unlink()                     # e.g. docker-mailserver's stale-lock cleanup
+        with cw.locked(tmp_path, timeout=0.2):
+            # A new file, a new lock: we hold it while the waiter, stuck on the
+            # old inode, will find it replaced and wait for this one.
+            time.sleep(0.2)
+            assert not acquired.is_set()
+    t.join()
+    assert acquired.is_set()
 
 
 def test_stale_lock_file_from_docker_mailserver_is_reused(tmp_path):
