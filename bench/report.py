@@ -27,7 +27,13 @@ METRICS = [
     Metric("delivered_per_s", "Throughput delivered to mailboxes", "msg/s", 1, True),
     Metric("stop_s", "docker stop (clean shutdown)", "s", 2),
 ]
-METRIC_BY_KEY = {m.key: m for m in METRICS}
+# Properties of the image, not of a running profile.
+IMAGE_METRICS = [
+    Metric("size_mb", "Image size (docker image inspect; MB = 10^6 B)", "MB", 1),
+    Metric("build_cold_s", "Build time, cold (`build/image.py --no-cache`)", "s", 0),
+    Metric("build_cached_s", "Build time, cached (`build/image.py`)", "s", 1),
+]
+METRIC_BY_KEY = {m.key: m for m in METRICS + IMAGE_METRICS}
 
 
 def fmt_num(value: float | None, digits: int) -> str:
@@ -56,15 +62,7 @@ def table(results: dict) -> str:
     """A short Markdown report of a results dict as written to bench.json."""
     lines = []
     img = results.get("image", {})
-    lines.append(f"Image `{img.get('name')}` {img.get('id', '')[:19]}: "
-                 f"{fmt_num(img.get('size_mb'), 1)} MB (docker image inspect Size, 10^6 bytes)"
-                 + _ref_target(results.get("image_reference"), results.get("image_target"), "MB"))
-    build = results.get("build") or {}
-    if build.get("note"):
-        lines.append(f"Build time: {build['note']}")
-    for key in ("cold_s", "cached_s"):
-        if build.get(key) is not None:
-            lines.append(f"Build time {key[:-2]}: {build[key]:.1f} s")
+    lines.append(f"Image `{img.get('name')}` {img.get('id', '')[:19]}")
     meta = results.get("meta", {})
     lines.append(
         f"Runs per profile: {meta.get('runs')}; idle wait {meta.get('idle_wait_s')} s; "
@@ -75,20 +73,20 @@ def table(results: dict) -> str:
     lines.append("")
     lines.append("| Metric | Profile | Median | Spread (min–max) | n | vs baseline | docker-mailserver 15.1 | Target |")
     lines.append("|---|---|---|---|---|---|---|---|")
+    for metric in IMAGE_METRICS:
+        s = img.get("summary", {}).get(metric.key)
+        if s is not None:
+            lines.append(_row(metric, "image", s, None, img.get("reference", {}).get(metric.key, ""),
+                              img.get("targets", {}).get(metric.key, "")))
     profiles = results.get("profiles", {})
     for metric in METRICS:
         for pname, prof in profiles.items():
             s = prof.get("summary", {}).get(metric.key)
             if s is None:
                 continue
-            n = f"{s['n']}" + (f" ({s['failed']} failed)" if s.get("failed") else "")
-            ref = prof.get("reference", {}).get(metric.key, "")
-            target = prof.get("targets", {}).get(metric.key, "")
-            lines.append(
-                f"| {metric.label} | {pname} | {fmt_with_unit(s['median'], metric)} | "
-                f"{fmt_spread(s, metric)} | {n} | {fmt_ratio(prof.get('ratios', {}).get(metric.key))} | "
-                f"{ref} | {target} |"
-            )
+            lines.append(_row(metric, pname, s, prof.get("ratios", {}).get(metric.key),
+                              prof.get("reference", {}).get(metric.key, ""),
+                              prof.get("targets", {}).get(metric.key, "")))
     for pname, prof in profiles.items():
         line = memory_line(prof)
         if line:
@@ -101,13 +99,10 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ref_target(ref: str | None, target: str | None, unit: str) -> str:
-    parts = []
-    if ref:
-        parts.append(f"docker-mailserver 15.1: {ref}")
-    if target:
-        parts.append(f"target {target}")
-    return f" ({'; '.join(parts)})" if parts else ""
+def _row(metric: Metric, profile: str, s: dict, ratio: float | None, ref: str, target: str) -> str:
+    n = f"{s['n']}" + (f" ({s['failed']} failed)" if s.get("failed") else "")
+    return (f"| {metric.label} | {profile} | {fmt_with_unit(s['median'], metric)} | "
+            f"{fmt_spread(s, metric)} | {n} | {fmt_ratio(ratio)} | {ref} | {target} |")
 
 
 def memory_line(profile: dict, top: int = 8) -> str:

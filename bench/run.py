@@ -480,21 +480,58 @@ def summarize_profile(profile: Profile, runs: list[dict], baseline: dict | None)
     }
 
 
-def build_times() -> dict:
-    """Build durations, if the build records them (build/image.py)."""
-    for candidate in (REPO / "out" / "build.json", REPO / "out" / "build-times.json"):
-        if candidate.exists():
-            try:
-                data = json.loads(candidate.read_text())
-            except ValueError:
-                continue
-            out = {"source": str(candidate.relative_to(REPO))}
-            for key in ("cold_s", "cached_s"):
-                if isinstance(data.get(key), (int, float)):
-                    out[key] = data[key]
-            if len(out) > 1:
-                return out
-    return {"note": "not measured: build/image.py exposes no build timing yet"}
+BUILD_TAG = "mwbench-build:latest"
+
+
+def build_once(no_cache: bool) -> dict:
+    """Wall time of one `build/image.py` run, the command `make image` runs.
+
+    Built under its own tag so the image being benchmarked is never replaced
+    mid-run; the build is reproducible, so the ID should match it anyway.
+    """
+    cmd = [sys.executable, str(REPO / "build" / "image.py"), "--tag", BUILD_TAG]
+    if no_cache:
+        cmd.append("--no-cache")
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    out = {"cmd": cmd[1:], "seconds": seconds, "exit_code": proc.returncode}
+    if proc.returncode != 0:
+        out["stderr_tail"] = proc.stderr[-1500:]
+    else:
+        last = (proc.stdout.strip().splitlines() or [""])[-1].split()
+        out["image_id"] = last[-1] if last else None
+    return out
+
+
+def measure_build(args, benchmarked_id: str) -> dict:
+    if not (REPO / "build" / "image.py").exists():
+        return {"note": "not measured: build/image.py is missing"}
+    result: dict = {"cold": [], "cached": []}
+    try:
+        # The tests build inside their session lock; building here under the
+        # same lock keeps two builds from sharing the rootfs work folder.
+        with host_lock(args.lock_wait):
+            for kind, no_cache, n in (("cold", True, args.build_cold_runs),
+                                      ("cached", False, args.build_cached_runs)):
+                for i in range(n):
+                    log(f"build {kind} {i + 1}/{n}")
+                    r = build_once(no_cache)
+                    result[kind].append(r)
+                    if r["exit_code"] != 0:
+                        tail = r["stderr_tail"].strip().splitlines()[-1:] or ["?"]
+                        result["note"] = f"build failed ({kind}): {tail[0][:200]}"
+                        log(result["note"])
+                        return result
+                    log(f"build {kind}: {r['seconds']:.1f} s, {r['image_id']}")
+    finally:
+        subprocess.run(["docker", "rmi", BUILD_TAG], capture_output=True)
+        sbom = REPO / "out" / f"{BUILD_TAG.replace(':', '-')}.sbom.json"
+        if sbom.exists():
+            sbom.unlink()
+    ids = {r.get("image_id") for k in ("cold", "cached") for r in result[k]}
+    result["same_id_as_benchmarked"] = ids == {benchmarked_id}
+    return result
 
 
 def git_commit() -> str | None:
@@ -523,12 +560,15 @@ def parse_args(argv=None):
                    help="how long to wait for host ports taken by another container")
     p.add_argument("--lock-wait", type=float, default=3600.0,
                    help=f"how long to wait for {LOCK_PATH}, held by a running test session")
-    p.add_argument("--skip", default="", help="comma-separated: memory, configure, throughput")
+    p.add_argument("--build-cold-runs", type=int, default=1,
+                   help="`build/image.py --no-cache` runs (minutes each; default 1)")
+    p.add_argument("--build-cached-runs", type=int, default=3)
+    p.add_argument("--skip", default="", help="comma-separated: memory, configure, throughput, build")
     p.add_argument("--out", default=str(REPO / "out"), help="directory for bench.json and bench.md")
     p.add_argument("--keep", action="store_true", help="keep containers (debugging; one run only)")
     args = p.parse_args(argv)
     args.skip = {s for s in args.skip.split(",") if s}
-    unknown = args.skip - {"memory", "configure", "throughput"}
+    unknown = args.skip - {"memory", "configure", "throughput", "build"}
     if unknown:
         p.error(f"unknown --skip {sorted(unknown)}")
     args.profiles = [s for s in args.profiles.split(",") if s]
@@ -584,11 +624,11 @@ def main(argv=None) -> int:
                 "name": args.image,
                 "id": image.id,
                 "size_bytes": image.attrs.get("Size"),
-                "size_mb": (image.attrs.get("Size") or 0) / 1e6,
+                "summary": {"size_mb": stats.summarize([(image.attrs.get("Size") or 0) / 1e6])},
+                "reference": {"size_mb": IMAGE_REFERENCE},
+                "targets": {"size_mb": IMAGE_TARGET},
             },
-            "image_reference": IMAGE_REFERENCE,
-            "image_target": IMAGE_TARGET,
-            "build": build_times(),
+            "build": {"note": "not measured (--skip build)"},
             "profiles": {},
             "notes": [],
         }
@@ -618,6 +658,17 @@ def main(argv=None) -> int:
                     note = f"{pname}: {err.splitlines()[0][:200]}"
                     if note not in results["notes"]:
                         results["notes"].append(note)
+        if "build" not in args.skip:
+            results["build"] = measure_build(args, image.id)
+            summary = results["image"]["summary"]
+            for kind in ("cold", "cached"):
+                samples = [r["seconds"] for r in results["build"].get(kind, []) if r["exit_code"] == 0]
+                if samples:
+                    summary[f"build_{kind}_s"] = stats.summarize(samples)
+            if results["build"].get("same_id_as_benchmarked") is False:
+                results["notes"].append(
+                    f"the timed builds gave another image ID than {args.image} "
+                    "(tree changed since `make image`, or the build is not reproducible)")
         if results["build"].get("note"):
             results["notes"].append("build time " + results["build"]["note"])
         write_results(out_dir, results)

@@ -157,9 +157,13 @@ def sample_results():
     return {
         "meta": {"runs": 3, "idle_wait_s": 60, "messages": 500, "message_size": 940,
                  "connections": 4, "host_cpus": 2, "git_commit": "0123456789abcdef"},
-        "image": {"name": "mailwright:latest", "id": "sha256:" + "ab" * 32, "size_mb": 250.04},
-        "image_reference": bench_run.IMAGE_REFERENCE,
-        "image_target": bench_run.IMAGE_TARGET,
+        "image": {
+            "name": "mailwright:latest", "id": "sha256:" + "ab" * 32,
+            "summary": {"size_mb": stats.summarize([250.04]),
+                        "build_cached_s": stats.summarize([30.0, 32.0, 31.0])},
+            "reference": {"size_mb": bench_run.IMAGE_REFERENCE},
+            "targets": {"size_mb": bench_run.IMAGE_TARGET},
+        },
         "build": {"note": "not measured"},
         "profiles": {"core": base, "filters": filt},
         "notes": ["filters run 2: something"],
@@ -177,7 +181,9 @@ def test_summarize_profile_ratios_against_baseline():
 
 def test_table_rows_and_formatting():
     md = report.table(sample_results())
-    assert "250.0 MB" in md
+    assert "| Image size (docker image inspect; MB = 10^6 B) | image | 250.0 MB | 250.0 | 1 |  | 491 MB" in md
+    assert "| Build time, cached (`build/image.py`) | image | 31.0 s | 30.0–32.0 | 3 |" in md
+    assert "Build time, cold" not in md  # not measured: no row
     assert "| Cold start to SMTP 220 (port 25) | core | 1.10 s | 1.00–1.20 | 3 |  | 3.1–3.3 s | ≤ 1.6 s |" in md
     assert "| Idle memory, sum of PSS | core | 30.5 MB | 30.0–31.0 | 2 (1 failed) |" in md
     assert "| Throughput accepted on port 25 | filters | 70.0 msg/s | 70.0 | 1 | ×0.33 | 67 |" in md
