@@ -105,6 +105,9 @@ def ensure_wheels() -> str:
     if not os.path.exists(PYLOCK):
         refresh_pylock()
     os.makedirs(WHEELS, exist_ok=True)
+    wanted = set(re.findall(r"sha256:([0-9a-f]{64})", open(PYLOCK).read()))
+    if wanted <= set(_wheel_hashes().values()):
+        return WHEELS
     try:
         _pip("download", "-q", "--no-deps", "--require-hashes", *WHEEL_PLATFORM,
              "-d", WHEELS, "-r", PYLOCK)
@@ -152,15 +155,18 @@ def make_context(ctx: str, epoch: int, with_lock: bool) -> None:
         os.utime(dirpath, (epoch, epoch))
 
 
+def _wheel_hashes() -> dict[str, str]:
+    out = {}
+    for fn in sorted(os.listdir(WHEELS)):
+        with open(os.path.join(WHEELS, fn), "rb") as f:
+            out[fn] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
 def _locked_wheel_names() -> set[str]:
     """Files in the wheel cache whose hash the lock names (older pins stay out)."""
     hashes = set(re.findall(r"sha256:([0-9a-f]{64})", open(PYLOCK).read()))
-    out = set()
-    for fn in os.listdir(WHEELS):
-        with open(os.path.join(WHEELS, fn), "rb") as f:
-            if hashlib.sha256(f.read()).hexdigest() in hashes:
-                out.add(fn)
-    return out
+    return {fn for fn, h in _wheel_hashes().items() if h in hashes}
 
 
 def project_version() -> str:
@@ -189,6 +195,42 @@ def docker_build(ctx: str, base: str, epoch: int, raw_tag: str, no_cache: bool):
     if os.environ.get("MAILWRIGHT_BUILD_LOG"):
         sys.stderr.write(p.stdout)
     log(f"docker build took {time.monotonic() - t0:.0f} s")
+
+
+def _raw_key(raw_tag: str) -> str:
+    """What the normalised image is a function of: the raw layers and config, and our code.
+
+    Not the raw image ID: BuildKit stamps the build time into it, even on a
+    fully cached build.
+    """
+    raw = json.loads(run([DOCKER, "image", "inspect", raw_tag], stdout=subprocess.PIPE).stdout)[0]
+    h = hashlib.sha256(reprotar.canonical_json([raw["RootFS"], raw["Config"]]))
+    for mod in ("image.py", "reprotar.py"):
+        with open(os.path.join(HERE, mod), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def normalise_cached(raw_tag: str, tag: str, epoch: int, work: str):
+    """A BuildKit cache hit gives the same raw layers: reuse the image made from them."""
+    key = _raw_key(raw_tag)
+    memo = os.path.join(CACHE, "normalised", key + ".json")
+    try:
+        with open(memo) as f:
+            known = json.load(f)
+        if run([DOCKER, "image", "inspect", known["id"]], stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL).returncode == 0:
+            run([DOCKER, "tag", known["id"], tag])
+            log("normalised image cached")
+            return known["id"], [tuple(p) for p in known["packages"]]
+    except (FileNotFoundError, ValueError, KeyError, subprocess.CalledProcessError):
+        pass
+    iid, tree, _ = normalise(raw_tag, tag, epoch, work)
+    packages = tree.dpkg_packages()
+    os.makedirs(os.path.dirname(memo), exist_ok=True)
+    with open(memo, "w") as f:
+        json.dump({"id": iid, "packages": packages}, f)
+    return iid, packages
 
 
 def normalise(raw_tag: str, tag: str, epoch: int, work: str, keep_layer: str | None = None):
@@ -220,7 +262,7 @@ def normalise(raw_tag: str, tag: str, epoch: int, work: str, keep_layer: str | N
     return iid, tree, gone
 
 
-def write_sbom(tag: str, iid: str, tree: reprotar.Tree, base_id: str, epoch: int, locked: bool) -> str:
+def write_sbom(tag: str, iid: str, packages: list, base_id: str, epoch: int, locked: bool) -> str:
     os.makedirs(OUT, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", tag)
     path = os.path.join(OUT, f"{name}.sbom.json")
@@ -233,7 +275,7 @@ def write_sbom(tag: str, iid: str, tree: reprotar.Tree, base_id: str, epoch: int
                  "sources": rootfs.host_sources()},
         "packages_locked": locked,
         "debian_packages": [{"name": n, "version": v, "architecture": a}
-                            for n, v, a in tree.dpkg_packages()],
+                            for n, v, a in packages],
         # Used by the build only (throwaway venv); not in the image.
         "build_python_wheels": [
             {"name": n, "version": v, "sha256": h}
@@ -246,8 +288,7 @@ def write_sbom(tag: str, iid: str, tree: reprotar.Tree, base_id: str, epoch: int
     return path
 
 
-def write_lock(tree: reprotar.Tree, epoch: int):
-    pkgs = tree.dpkg_packages()
+def write_lock(pkgs: list, epoch: int):
     with open(LOCK, "w") as f:
         f.write("# Every Debian package in the mailwright image, exactly as built.\n"
                 "# The build installs these versions and fails when the mirror lacks one.\n"
@@ -274,15 +315,27 @@ def build(tag: str, no_cache: bool = False, locked: bool = True, keep_layer: str
         ctx = os.path.join(work, "context")
         make_context(ctx, epoch, with_lock=lock is not None)
         docker_build(ctx, base_tag, epoch, raw_tag, no_cache)
-        iid, tree, _ = normalise(raw_tag, tag, epoch, work, keep_layer)
+        previous = _image_id(tag)
+        if no_cache or keep_layer:
+            iid, tree, _ = normalise(raw_tag, tag, epoch, work, keep_layer)
+            packages = tree.dpkg_packages()
+        else:
+            iid, packages = normalise_cached(raw_tag, tag, epoch, work)
     finally:
         subprocess.run([DOCKER, "rmi", "-f", raw_tag], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
+    if previous and previous != iid:
+        # the image this tag named before, unless something still uses it
+        subprocess.run([DOCKER, "rmi", previous], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result = {"tag": tag, "id": iid, "base": base_id, "epoch": epoch,
-              "seconds": round(time.monotonic() - t0, 1), "tree": tree}
+              "seconds": round(time.monotonic() - t0, 1), "packages": packages}
     if sbom:
-        result["sbom"] = write_sbom(tag, iid, tree, base_id, epoch, lock is not None)
+        result["sbom"] = write_sbom(tag, iid, packages, base_id, epoch, lock is not None)
     return result
+
+
+def _image_id(ref: str) -> str | None:
+    return rootfs.image_id(ref)
 
 
 # --- reproducibility check ---------------------------------------------------------
@@ -367,7 +420,7 @@ def main(argv=None):
         log("floating build to pick the current versions from the mirror")
         r = build("mailwright-build:float", locked=False, sbom=False)
         subprocess.run([DOCKER, "rmi", "mailwright-build:float"], stdout=subprocess.DEVNULL)
-        write_lock(r["tree"], epoch)
+        write_lock(r["packages"], epoch)
         del os.environ["SOURCE_DATE_EPOCH"]
         log("building again from the new lock")
     r = build(args.tag, no_cache=args.no_cache)

@@ -249,7 +249,17 @@ def build(lock_path: str | None = LOCK, use_cache: bool = True, keep_layer: str 
         os.replace(layer, keep_layer)
     shutil.rmtree(work, ignore_errors=True)
     log(f"loaded {tag} {iid}")
+    prune(keep=tag)
     return tag, iid
+
+
+def prune(keep: str):
+    """Bases of older inputs: nothing refers to them once the new one exists."""
+    r = subprocess.run([DOCKER, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", REPO],
+                       capture_output=True, text=True)
+    for ref in r.stdout.split():
+        if ref != keep:
+            subprocess.run([DOCKER, "rmi", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _sh(s: str) -> str:
