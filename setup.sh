@@ -4,7 +4,8 @@
 # The work is done by mailwright/hostsetup.py (pure standard library), so this
 # runs with the system python3 on an operator's machine without the venv.
 set -eu
-DIR=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+SELF=$(readlink -f -- "$0" 2>/dev/null || echo "$0")     # through a symlink on PATH
+DIR=$(CDPATH= cd -- "$(dirname -- "$SELF")" && pwd)
 PY=python3
 [ -x "$DIR/.venv/bin/python" ] && PY="$DIR/.venv/bin/python"
 # Relative paths (the default config folder, -p, inventory.py) are taken from
