@@ -7,6 +7,8 @@ binds the host's ports at a time.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from harness import scenario as sc
@@ -33,6 +35,9 @@ def target(request, tmp_path_factory, tls):
             vps_image = request.getfixturevalue("vps_image")
             machine = Vps(image=vps_image, workdir=root / "vps")
             t = VpsTarget(scenario=scenario, tls=tls, workdir=root, vps=machine)
+            # Exploration knob (not used by `make test`): put the config folder elsewhere on the VPS.
+            if os.environ.get("MAILWRIGHT_TEST_VPS_CONFIG_DIR"):
+                t.settings["MAILWRIGHT_CONFIG_DIR"] = os.environ["MAILWRIGHT_TEST_VPS_CONFIG_DIR"]
             machine.start()
         else:
             request.getfixturevalue("deploy_py")

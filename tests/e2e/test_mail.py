@@ -277,8 +277,8 @@ def test_certificate_replaced_on_disk_is_served_without_restart(target):
     leaf = target.tls.issue()
     new = tlsutil.TestTLS.serial(leaf)
     assert new != old
-    cert_path = "/tmp/docker-mailserver/ssl/cert.pem"
-    key_path = "/tmp/docker-mailserver/ssl/key.pem"
+    cert_path = f"{target.config_dir}/ssl/cert.pem"
+    key_path = f"{target.config_dir}/ssl/key.pem"
     target.replace_file(key_path, tlsutil.TestTLS.key_pem(leaf), mode="0600")
     target.replace_file(cert_path, tlsutil.TestTLS.chain_pem(leaf))
     try:

@@ -27,6 +27,7 @@ CONFIG_DIR_IN_TARGET = "/tmp/docker-mailserver"
 
 class Target:
     kind = "?"
+    config_dir = CONFIG_DIR_IN_TARGET
     scenario: Scenario
     tls: TestTLS
     settings: dict[str, str]
@@ -133,8 +134,17 @@ class _PyinfraTarget(Target):
 
     def data(self) -> dict[str, str]:
         """Host data: docker-mailserver's environment plus mailwright's own keys."""
-        return {**BASE_ENV, "MAILWRIGHT_INIT": self.init,
+        data = {**BASE_ENV, "MAILWRIGHT_INIT": self.init,
                 "mailwright_config_source": str(self.scenario.config.path), **self.settings}
+        cfg = data.get("MAILWRIGHT_CONFIG_DIR")
+        if cfg and cfg != CONFIG_DIR_IN_TARGET:
+            data["SSL_CERT_PATH"] = f"{cfg}/ssl/cert.pem"
+            data["SSL_KEY_PATH"] = f"{cfg}/ssl/key.pem"
+        return data
+
+    @property
+    def config_dir(self) -> str:
+        return self.data().get("MAILWRIGHT_CONFIG_DIR") or CONFIG_DIR_IN_TARGET
 
     def deploy(self, check: bool = True) -> PyinfraRun:
         run = self._run_pyinfra()
@@ -174,6 +184,8 @@ class VpsTarget(_PyinfraTarget):
     init = "systemd"
 
     def start(self) -> "VpsTarget":
+        from . import MAIL_PORTS
+        d.wait_ports_free(MAIL_PORTS)
         self.deploy()
         self.wait_serving()
         return self
@@ -194,6 +206,10 @@ class VpsTarget(_PyinfraTarget):
         failed = self.exec("systemctl", "--failed", "--no-pager", check=False)
         return (super().diagnostics(tail) + f"--- journalctl (postfix/dovecot/mailwright):\n{j.stdout}{j.stderr}\n"
                 f"--- systemctl --failed:\n{failed.stdout}\n")
+
+    def report_text(self) -> str:
+        journal = self.exec("journalctl", "--no-pager", "-o", "cat", check=False)
+        return super().report_text() + "\n" + journal.stdout
 
     def restart(self) -> None:
         """A VPS restart is a reboot: systemd must bring the mail server back by itself."""
@@ -255,6 +271,10 @@ class DockerConnectorTarget(_PyinfraTarget):
         self._run_container()
         self.deploy()
         self.wait_serving()
+
+    def report_text(self) -> str:
+        init_log = self.exec("sh", "-c", "cat /var/log/mail/init.log 2>/dev/null", check=False)
+        return super().report_text() + "\n" + init_log.stdout
 
     def teardown(self) -> None:
         if self.name:
