@@ -8,7 +8,8 @@ when one changed; a daemon that dies is restarted; SIGTERM stops everything
 cleanly.
 
 VPS (`python3 -m mailwright.init --watch`, a systemd unit): the same poll loop,
-with systemd owning the daemons.
+with systemd owning the daemons. `--adopt`: a container configured by pyinfra's
+docker connector, where PID 1 is something else: settings from /etc/dms-settings.
 
 This process stays small on purpose (it idles for the container's whole life):
 only the standard library's lightest modules are imported here; the
@@ -83,8 +84,8 @@ def wait_for_port(port, deadline):
 
 
 class Init:
-    def __init__(self, watch_only):
-        self.watch_only = watch_only
+    def __init__(self, mode):
+        self.mode = mode            # "pid1", "adopt" (started by a deploy) or "watch" (systemd)
         self.children = {}          # pid -> daemon name
         self.started = {}           # daemon name -> monotonic start time
         self.failures = {}
@@ -148,11 +149,11 @@ class Init:
     def run(self):
         signals = SIGNALS
         signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-        if self.watch_only:
+        if self.mode == "watch":
             self.configure("--reload")
             settings = read_settings()
         else:
-            if not self.configure("--from-env"):
+            if not self.configure(*(["--from-env"] if self.mode == "pid1" else [])):
                 log("ERROR", "configuration failed (see above); shutting down")
                 return 1
             settings = read_settings()
@@ -190,7 +191,8 @@ class Init:
 
 
 def main():
-    sys.exit(Init(watch_only="--watch" in sys.argv[1:]).run())
+    mode = {"--watch": "watch", "--adopt": "adopt"}.get(sys.argv[1] if sys.argv[1:] else "", "pid1")
+    sys.exit(Init(mode).run())
 
 
 if __name__ == "__main__":

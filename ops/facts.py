@@ -27,7 +27,7 @@ class InitRunning(FactBase):
     """Whether mailwright's container init runs on the target (container mode)."""
 
     def command(self) -> str:
-        return "pgrep -f 'python3 -m mailwright.init' >/dev/null && echo yes || echo no"
+        return "pgrep -f '[p]ython3 -m mailwright.init' >/dev/null && echo yes || echo no"
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]
