@@ -118,6 +118,21 @@ def ensure_wheels() -> str:
 
 # --- build context ----------------------------------------------------------------
 
+def project_files() -> list[str]:
+    """Files of PROJECT_DIRS: what git tracks or would track (not ignored junk)."""
+    r = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                        "--", *PROJECT_DIRS], capture_output=True)
+    if r.returncode == 0:
+        names = {n.decode() for n in r.stdout.split(b"\0") if n}
+    else:  # an exported tree without .git
+        names = set()
+        for d in PROJECT_DIRS:
+            for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, d)):
+                dirnames[:] = [x for x in dirnames if x != "__pycache__" and not x.endswith(".egg-info")]
+                names.update(os.path.relpath(os.path.join(dirpath, f), ROOT) for f in filenames)
+    return sorted(n for n in names if os.path.isfile(os.path.join(ROOT, n)) and not n.endswith((".pyc", ".pyo")))
+
+
 def _copy_normalised(src: str, dst: str, epoch: int):
     """Copy with modes and mtimes that do not depend on the checkout's umask or age."""
     os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -129,14 +144,8 @@ def _copy_normalised(src: str, dst: str, epoch: int):
 def make_context(ctx: str, epoch: int, with_lock: bool) -> None:
     """Only what the image contract names enters the build: no tests, .git, .venv."""
     proj = os.path.join(ctx, "project")
-    for d in PROJECT_DIRS:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, d)):
-            dirnames[:] = sorted(x for x in dirnames if x != "__pycache__" and not x.endswith(".egg-info"))
-            for fn in sorted(filenames):
-                if fn.endswith((".pyc", ".pyo")):
-                    continue
-                src = os.path.join(dirpath, fn)
-                _copy_normalised(src, os.path.join(proj, os.path.relpath(src, ROOT)), epoch)
+    for rel in project_files():
+        _copy_normalised(os.path.join(ROOT, rel), os.path.join(proj, rel), epoch)
     for fn in PROJECT_FILES:
         if os.path.exists(os.path.join(ROOT, fn)):
             _copy_normalised(os.path.join(ROOT, fn), os.path.join(proj, fn), epoch)

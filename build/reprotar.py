@@ -37,6 +37,7 @@ DROP_PATTERNS = (
     "var/lib/dpkg/*-old",
     "etc/*-",  # passwd-, shadow-, ... backups written by adduser/useradd
     "var/cache/ldconfig/aux-cache",
+    "var/lib/apt/periodic/*-stamp",
     "var/cache/man/**",
     "var/lib/dbus/machine-id",
     "etc/machine-id",
