@@ -70,7 +70,8 @@ def install(lock: dict[str, str]):
     server.group(name="vmail group 'docker' (docker-mailserver's name)", group="docker", gid=5000)
     server.user(name="vmail user 'docker'", user="docker", uid=5000, group="docker", home="/var/mail",
                 shell="/usr/sbin/nologin", create_home=False)
-    files.directory(name="Mail store", path="/var/mail", user="docker", group="docker", mode="755")
+    # 2755: chmod keeps the setgid bit Debian's base-files sets on /var/mail; stating it keeps re-runs change-free.
+    files.directory(name="Mail store", path="/var/mail", user="docker", group="docker", mode="2755")
     files.directory(name="Mail log folder", path="/var/log/mail", mode="755")
 
 

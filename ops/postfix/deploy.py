@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from pyinfra.api import deploy
-from pyinfra.operations import apt, server, systemd
+from io import StringIO
+
+from pyinfra.operations import apt, files, server, systemd
 
 from ops import operations
 from ops.base import APT_ENV, packages
 from ops.settings import Settings
 
 PACKAGES = ["postfix", "postfix-pcre"]
+PRESEED = "postfix postfix/main_mailer_type select No configuration\n"
 
 
 @deploy("Postfix: install")
 def install(lock: dict[str, str]):
     # "No configuration": the package must not write a main.cf we would then fight with.
-    server.shell(name="Preseed Postfix",
-                 commands=["echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections"])
+    seed = files.put(name="Postfix debconf answers", src=StringIO(PRESEED), dest="/var/cache/debconf/mailwright-postfix.seed")
+    server.shell(name="Preseed Postfix", commands=["debconf-set-selections /var/cache/debconf/mailwright-postfix.seed"],
+                 _if=seed.did_change)
     apt.packages(name="Postfix packages", packages=packages(PACKAGES, lock), no_recommends=True, _env=APT_ENV)
 
 
