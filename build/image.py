@@ -237,8 +237,9 @@ def normalise_cached(raw_tag: str, tag: str, epoch: int, work: str):
     iid, tree, _ = normalise(raw_tag, tag, epoch, work)
     packages = tree.dpkg_packages()
     os.makedirs(os.path.dirname(memo), exist_ok=True)
-    with open(memo, "w") as f:
+    with open(memo + f".{os.getpid()}", "w") as f:
         json.dump({"id": iid, "packages": packages}, f)
+    os.replace(memo + f".{os.getpid()}", memo)
     return iid, packages
 
 

@@ -19,9 +19,11 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -204,50 +206,52 @@ def build(lock_path: str | None = LOCK, use_cache: bool = True, keep_layer: str 
             return tag, iid
 
     os.makedirs(CACHE, exist_ok=True)
-    work = os.path.join(CACHE, f"rootfs-{key[:20]}.tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    raw = os.path.join(work, "raw.tar")
-    cmd = [
-        "mmdebstrap", "--mode=root", f"--variant={VARIANT}", "--format=tar",
-        "--include=" + ",".join(INCLUDE),
-        *(f"--hook-dir={d}" for d in HOOK_DIRS),
-        *(f"--dpkgopt={o}" for o in DPKG_OPTS),
-        *(f"--aptopt={o}" for o in APT_OPTS),
-    ]
-    if lock_path:
-        check = [sys.executable, os.path.join(HERE, "lockcheck.py")]
-        q = lambda args: " ".join(_sh(a) for a in check + args)  # noqa: E731
-        cmd += [
-            "--setup-hook=" + q(["pin", "--root", "$1", "--lock", lock_path]).replace("'$1'", '"$1"'),
-            "--customize-hook=" + q(["verify", "--root", "$1", "--lock", lock_path]).replace("'$1'", '"$1"'),
-            "--customize-hook=" + q(["unpin", "--root", "$1"]).replace("'$1'", '"$1"'),
+    # per process: a test session and the benchmark may build the same base at once
+    work = tempfile.mkdtemp(prefix=f"rootfs-{key[:20]}-", dir=CACHE)
+    try:
+        raw = os.path.join(work, "raw.tar")
+        cmd = [
+            "mmdebstrap", "--mode=root", f"--variant={VARIANT}", "--format=tar",
+            "--include=" + ",".join(INCLUDE),
+            *(f"--hook-dir={d}" for d in HOOK_DIRS),
+            *(f"--dpkgopt={o}" for o in DPKG_OPTS),
+            *(f"--aptopt={o}" for o in APT_OPTS),
         ]
-    cmd += [SUITE, raw, "\n".join(sources)]
-    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch), LC_ALL="C.UTF-8")
-    log(f"mmdebstrap {VARIANT} {SUITE} from {', '.join(l.split()[1] for l in sources[:1])}"
-        f"{' (locked)' if lock_path else ' (floating: no lock)'}")
-    t0 = time.monotonic()
-    r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        sys.stderr.write(r.stdout[-6000:])
-        raise SystemExit(f"rootfs: mmdebstrap failed (exit {r.returncode})")
-    log(f"mmdebstrap took {time.monotonic() - t0:.0f} s")
+        if lock_path:
+            # mmdebstrap runs hooks through sh with the chroot as "$1"
+            check = f"{shlex.quote(sys.executable)} {shlex.quote(os.path.join(HERE, 'lockcheck.py'))}"
+            lock_arg = f"--lock {shlex.quote(lock_path)}"
+            cmd += [
+                f'--setup-hook={check} pin --root "$1" {lock_arg}',
+                f'--customize-hook={check} verify --root "$1" {lock_arg}',
+                f'--customize-hook={check} unpin --root "$1"',
+            ]
+        cmd += [SUITE, raw, "\n".join(sources)]
+        env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch), LC_ALL="C.UTF-8")
+        log(f"mmdebstrap {VARIANT} {SUITE} from {', '.join(l.split()[1] for l in sources[:1])}"
+            f"{' (locked)' if lock_path else ' (floating: no lock)'}")
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            sys.stderr.write(r.stdout[-6000:])
+            raise SystemExit(f"rootfs: mmdebstrap failed (exit {r.returncode})")
+        log(f"mmdebstrap took {time.monotonic() - t0:.0f} s")
 
-    tree = reprotar.Tree()
-    with open(raw, "rb") as f:
-        tree.add_tar(f)
-    os.unlink(raw)
-    tree.apply_drop_rules()
-    tree.normalise_shadow(epoch)
-    layer = os.path.join(work, "layer.tar")
-    with open(layer, "wb") as f:
-        tree.write(f, epoch)
-    iid = reprotar.load_image(layer, CONTAINER_CONFIG, tag, epoch,
-                              f"mmdebstrap --variant={VARIANT} {SUITE} +{','.join(INCLUDE)} (build/rootfs.py)")
-    if keep_layer:
-        os.replace(layer, keep_layer)
-    shutil.rmtree(work, ignore_errors=True)
+        tree = reprotar.Tree()
+        with open(raw, "rb") as f:
+            tree.add_tar(f)
+        os.unlink(raw)
+        tree.apply_drop_rules()
+        tree.normalise_shadow(epoch)
+        layer = os.path.join(work, "layer.tar")
+        with open(layer, "wb") as f:
+            tree.write(f, epoch)
+        iid = reprotar.load_image(layer, CONTAINER_CONFIG, tag, epoch,
+                                  f"mmdebstrap --variant={VARIANT} {SUITE} +{','.join(INCLUDE)} (build/rootfs.py)")
+        if keep_layer:
+            os.replace(layer, keep_layer)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     log(f"loaded {tag} {iid}")
     prune(keep=tag)
     return tag, iid
@@ -260,11 +264,6 @@ def prune(keep: str):
     for ref in r.stdout.split():
         if ref != keep:
             subprocess.run([DOCKER, "rmi", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _sh(s: str) -> str:
-    import shlex
-    return shlex.quote(s)
 
 
 def main(argv=None):
