@@ -341,7 +341,8 @@ def test_pop3_works_when_enabled(target):
     target.reconfigure(ENABLE_POP3="1")
     c.wait_for_ports([110, 995], timeout=30)
     user, pw = sc.USER1, target.scenario.password(sc.USER1)
-    with c.POP3S(995, context=ctx) as p:
+    p = c.POP3S(995, context=ctx)
+    try:
         p.user(user)
         p.pass_(pw)
         count, _ = p.stat()
@@ -349,6 +350,8 @@ def test_pop3_works_when_enabled(target):
         found = any(tok.encode() in b"\n".join(p.top(i, 0)[1]) for i in range(1, count + 1))
         assert found, f"{tok} not found over POP3"
         p.quit()
+    finally:
+        p.close()
     # 110 without STLS from another address: no plaintext login
     p = c.POP3(110, source=c.ALT_SOURCE)
     try:
