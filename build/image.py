@@ -120,9 +120,12 @@ def ensure_wheels() -> str:
 
 def project_files() -> list[str]:
     """Files of PROJECT_DIRS: what git tracks or would track (not ignored junk)."""
-    r = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
-                        "--", *PROJECT_DIRS], capture_output=True)
-    if r.returncode == 0:
+    try:
+        r = subprocess.run(["git", "-C", ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+                            "--", *PROJECT_DIRS], capture_output=True)
+    except FileNotFoundError:
+        r = None
+    if r is not None and r.returncode == 0:
         names = {n.decode() for n in r.stdout.split(b"\0") if n}
     else:  # an exported tree without .git
         names = set()
