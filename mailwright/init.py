@@ -24,6 +24,9 @@ import sys
 import time
 
 CONFIGURE = [sys.executable, "-m", "mailwright.configure"]
+# Children run from the runtime's path, not our cwd: a deploy may swap the runtime
+# folder under a running init.
+RUNTIME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WATCH_LIST = "/etc/mailwright/watch"
 SETTINGS = "/etc/dms-settings"
 MARKER = "/CONTAINER_START"
@@ -93,7 +96,8 @@ class Init:
 
     # --- configure ----------------------------------------------------------------
     def configure(self, *flags):
-        result = subprocess.run(CONFIGURE + list(flags), stdout=subprocess.PIPE, text=True, preexec_fn=_unblock)
+        result = subprocess.run(CONFIGURE + list(flags), stdout=subprocess.PIPE, text=True, preexec_fn=_unblock,
+                                cwd=RUNTIME, env=dict(os.environ, PYTHONPATH=RUNTIME))
         for line in result.stdout.splitlines():
             log("INFO", line)
         return result.returncode == 0

@@ -81,9 +81,11 @@ def runtime():
     if not (Path(RUNTIME).resolve() == PROJECT and host.connector_cls.__name__ == "LocalConnector"):
         upload = files.put(name="Upload the runtime", src=io.BytesIO(runtime_tarball()),
                            dest=f"{RUNTIME}.tar", mode="644")
-        server.shell(name="Unpack the runtime",
-                     commands=[f"rm -rf {RUNTIME} && mkdir -p {RUNTIME} && tar -xf {RUNTIME}.tar -C {RUNTIME}"],
-                     _if=upload.did_change)
+        # Unpacked beside, then swapped in: a running init never sees half a runtime.
+        server.shell(name="Unpack the runtime", commands=[
+            f"rm -rf {RUNTIME}.new {RUNTIME}.old && mkdir {RUNTIME}.new && tar -xf {RUNTIME}.tar -C {RUNTIME}.new",
+            f"if [ -d {RUNTIME} ]; then mv {RUNTIME} {RUNTIME}.old; fi && mv {RUNTIME}.new {RUNTIME} && rm -rf {RUNTIME}.old",
+        ], _if=upload.did_change)
     files.put(name="`setup` command", src=str(PROJECT / "files/usr/local/bin/setup"),
               dest="/usr/local/bin/setup", mode="755")
 
