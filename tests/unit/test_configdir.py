@@ -1,0 +1,276 @@
+"""ops.configdir: docker-mailserver's config folder formats.
+
+The rule under test: a malformed line is reported as `file:line: why` and
+skipped, and every valid entry of the same file keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ops import configdir
+
+H1 = "{SHA512-CRYPT}$6$salt1$hash1"
+H2 = "{SHA512-CRYPT}$6$salt2$hash2"
+
+
+def write(tmp_path, name, text, crlf=False):
+    data = text.replace("\n", "\r\n") if crlf else text
+    (tmp_path / name).write_bytes(data.encode())
+    return tmp_path
+
+
+def problems(cfg):
+    return [str(p) for p in cfg.problems]
+
+
+# --- empty folder ----------------------------------------------------------------------------------
+
+def test_empty_or_missing_folder_is_not_an_error(tmp_path):
+    for root in (tmp_path, tmp_path / "absent"):
+        cfg = configdir.read(root)
+        assert (cfg.accounts, cfg.aliases, cfg.problems, cfg.domains) == ([], [], [], [])
+        assert cfg.dovecot_cf == "" and cfg.user_patches is False
+
+
+# --- postfix-accounts.cf -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_accounts_good_lines_comments_blank_and_crlf(tmp_path, crlf):
+    write(tmp_path, "postfix-accounts.cf",
+          f"# accounts\n\nuser1@example.test|{H1}\n   \n  # indented comment\nUser2@Example.Test|{H2}\n", crlf)
+    cfg = configdir.read(tmp_path)
+    assert [(a.address, a.password_hash) for a in cfg.accounts] == \
+        [("user1@example.test", H1), ("user2@example.test", H2)]     # addresses lower-cased
+    assert cfg.problems == []
+    assert not any(a.password_hash.endswith("\r") for a in cfg.accounts)
+
+
+def test_accounts_third_column_is_dovecot_extra_fields(tmp_path):
+    write(tmp_path, "postfix-accounts.cf", f"a@example.test|{H1}|userdb_mail=mbox:~/mail:INBOX=~/inbox\n")
+    [a] = configdir.read(tmp_path).accounts
+    assert a.extra == "userdb_mail=mbox:~/mail:INBOX=~/inbox"
+    assert (a.local, a.domain) == ("a", "example.test")
+
+
+def test_accounts_malformed_lines_reported_valid_ones_kept(tmp_path, caplog):
+    write(tmp_path, "postfix-accounts.cf", "\n".join([
+        f"good@example.test|{H1}",          # 1
+        "no-separator-at-all",              # 2
+        f"not-an-address|{H1}",             # 3
+        "plain@example.test|secret",        # 4: not a {SCHEME}hash
+        f"dup@example.test|{H1}",           # 5
+        f"DUP@example.test|{H2}",           # 6: same address, other case
+        f"also-good@example.test|{H2}",     # 7
+    ]) + "\n")
+    with caplog.at_level(logging.ERROR, "mailwright.config"):
+        cfg = configdir.read(tmp_path)
+    assert [a.address for a in cfg.accounts] == ["good@example.test", "dup@example.test", "also-good@example.test"]
+    assert cfg.account("dup@example.test").password_hash == H1       # the first definition wins
+    lines = [(p.file, p.line) for p in cfg.problems]
+    assert lines == [("postfix-accounts.cf", n) for n in (2, 3, 4, 6)]
+    assert "defined twice" in problems(cfg)[3]
+    # Logged for the operator, with file and line.
+    assert "postfix-accounts.cf:2:" in caplog.text and "postfix-accounts.cf:6:" in caplog.text
+
+
+def test_accounts_bad_password_field_is_not_echoed(tmp_path):
+    # A plaintext password typed into the hash column must not end up in the mail log.
+    write(tmp_path, "postfix-accounts.cf", "plain@example.test|hunter2\n")
+    [p] = configdir.read(tmp_path).problems
+    assert p.line == 1 and "plain@example.test" in str(p)
+    assert "hunter2" not in str(p)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "ops/configdir.py read(): when the address column of postfix-accounts.cf is invalid the whole line is "
+    "echoed (`got {line!r}`), password column included, into the error log; fix: report only parts[0]"))
+def test_accounts_bad_address_line_does_not_echo_the_password(tmp_path):
+    write(tmp_path, "postfix-accounts.cf", "john doe@example.test|hunter2\n")
+    [p] = configdir.read(tmp_path).problems
+    assert p.line == 1 and "hunter2" not in str(p)
+
+
+def test_account_lookup(tmp_path):
+    write(tmp_path, "postfix-accounts.cf", f"a@example.test|{H1}\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.account("a@example.test").password_hash == H1
+    assert cfg.account("b@example.test") is None
+
+
+# --- postfix-virtual.cf ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_virtual_aliases_forms(tmp_path, crlf):
+    write(tmp_path, "postfix-virtual.cf", "\n".join([
+        "# aliases",
+        "alias@example.test user@example.test",
+        "team@example.test a@example.test,b@example.test, c@example.test",
+        "@catchall.test user@example.test",
+        "bare user@example.test",
+        "Upper@Example.Test User@Example.Test",
+    ]) + "\n", crlf)
+    cfg = configdir.read(tmp_path)
+    assert cfg.aliases == [
+        ("alias@example.test", ["user@example.test"]),
+        ("team@example.test", ["a@example.test", "b@example.test", "c@example.test"]),
+        ("@catchall.test", ["user@example.test"]),
+        ("bare", ["user@example.test"]),
+        ("upper@example.test", ["user@example.test"]),
+    ]
+    assert cfg.problems == []
+
+
+def test_virtual_malformed_lines_reported_valid_ones_kept(tmp_path):
+    write(tmp_path, "postfix-virtual.cf", "\n".join([
+        "ok@example.test user@example.test",          # 1
+        "lonely@example.test",                        # 2: no target
+        "bad@@example.test user@example.test",        # 3: not an address
+        "x@example.test user@@example.test",          # 4: bad target
+        "@not_a_domain user@example.test",            # 5: bad catch-all
+        "ok2@example.test user@example.test",         # 6
+    ]) + "\n")
+    cfg = configdir.read(tmp_path)
+    assert [a for a, _ in cfg.aliases] == ["ok@example.test", "ok2@example.test"]
+    assert [(p.file, p.line) for p in cfg.problems] == [("postfix-virtual.cf", n) for n in (2, 3, 4, 5)]
+
+
+def test_domains_come_from_accounts_and_aliases_not_bare_local_parts(tmp_path):
+    write(tmp_path, "postfix-accounts.cf", f"a@one.test|{H1}\nb@two.test|{H1}\nc@one.test|{H1}\n")
+    write(tmp_path, "postfix-virtual.cf", "x@three.test a@one.test\n@four.test a@one.test\nbare a@one.test\n")
+    assert configdir.read(tmp_path).domains == ["four.test", "one.test", "three.test", "two.test"]
+
+
+# --- postfix-regexp.cf ---------------------------------------------------------------------------------
+
+def test_regexp_lines_kept_verbatim_malformed_reported(tmp_path):
+    write(tmp_path, "postfix-regexp.cf", "\n".join([
+        r"/^test[0-9][0-9]*@example\.test/ qa@example.test",     # 1
+        "not a regexp line",                                      # 2
+        r"/^sales-.*@example\.test/i sales@example.test",        # 3: flags allowed
+        "/nothing-after/",                                        # 4: no target
+        r"if /@example\.test$/",                                  # 5: pcre_table if/endif blocks
+        r"/^x@/ x@example.test",                                  # 6
+        "endif",                                                  # 7
+    ]) + "\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.regexp == [r"/^test[0-9][0-9]*@example\.test/ qa@example.test",
+                          r"/^sales-.*@example\.test/i sales@example.test",
+                          r"if /@example\.test$/", r"/^x@/ x@example.test", "endif"]
+    assert [p.line for p in cfg.problems] == [2, 4]
+
+
+# --- postfix-aliases.cf ----------------------------------------------------------------------------------
+
+def test_local_aliases(tmp_path):
+    write(tmp_path, "postfix-aliases.cf", "devnull: /dev/null\nAbuse:  postmaster@example.test\nbroken\nempty:\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.local_aliases == [("devnull", "/dev/null"), ("abuse", "postmaster@example.test")]
+    assert [(p.file, p.line) for p in cfg.problems] == [("postfix-aliases.cf", 3), ("postfix-aliases.cf", 4)]
+
+
+# --- dovecot-quotas.cf ---------------------------------------------------------------------------------
+
+def test_quotas_sizes_and_malformed_lines(tmp_path):
+    write(tmp_path, "dovecot-quotas.cf", "\n".join([
+        "a@example.test:10M",       # 1
+        "b@example.test:5G",        # 2
+        "c@example.test:0",         # 3: unlimited
+        "d@example.test 10M",       # 4: wrong separator
+        "e@example.test:10 MB",     # 5: not a size
+        "f@example.test:10X",       # 6: unknown unit
+        "notanaddress:1M",          # 7
+    ]) + "\n", crlf=True)
+    cfg = configdir.read(tmp_path)
+    assert cfg.quotas == {"a@example.test": "10M", "b@example.test": "5G", "c@example.test": "0"}
+    assert [p.line for p in cfg.problems] == [4, 5, 6, 7]
+    assert all(p.file == "dovecot-quotas.cf" for p in cfg.problems)
+
+
+# --- dovecot-masters.cf ----------------------------------------------------------------------------------
+
+def test_master_users(tmp_path):
+    write(tmp_path, "dovecot-masters.cf", f"admin|{H1}\nbroken line\nsupport|nohash\nops@example.test|{H2}\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.masters == [("admin", H1), ("ops@example.test", H2)]
+    assert [p.line for p in cfg.problems] == [2, 3]
+
+
+# --- overrides: postfix-main.cf, postfix-master.cf, dovecot.cf -------------------------------------------
+
+def test_postfix_main_overrides(tmp_path):
+    write(tmp_path, "postfix-main.cf", "\n".join([
+        "# my overrides",
+        "smtpd_banner = $myhostname ESMTP",     # 2
+        "message_size_limit=52428800",          # 3: no spaces
+        "this is not a parameter",              # 4
+        "Bad-Name = x",                         # 5
+        "empty_value =",                        # 6: clearing a parameter is legitimate
+    ]) + "\n", crlf=True)
+    cfg = configdir.read(tmp_path)
+    assert cfg.postfix_main == [("smtpd_banner", "$myhostname ESMTP"), ("message_size_limit", "52428800"),
+                                ("empty_value", "")]
+    assert [p.line for p in cfg.problems] == [4, 5]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "ops/configdir.py read(): postfix-main.cf lines go through _lines(), which strips leading whitespace, so a "
+    "main.cf continuation line (a value wrapped over several lines, which docker-mailserver accepts because it "
+    "appends the file to main.cf) is reported as malformed and dropped, truncating the parameter's value; "
+    "fix: read postfix-main.cf raw and append a line that starts with whitespace to the previous parameter"))
+def test_postfix_main_continuation_lines_join_the_parameter(tmp_path):
+    write(tmp_path, "postfix-main.cf",
+          "smtpd_helo_restrictions = permit_mynetworks,\n    reject_invalid_helo_hostname\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.problems == []
+    [(name, value)] = cfg.postfix_main
+    assert name == "smtpd_helo_restrictions"
+    assert value.split() == ["permit_mynetworks,", "reject_invalid_helo_hostname"]
+
+
+def test_postfix_master_overrides(tmp_path):
+    write(tmp_path, "postfix-master.cf", "\n".join([
+        "submission/inet/smtpd_sasl_security_options=noanonymous",     # 1
+        "smtpd/pass/smtpd_client_connection_count_limit = 5",          # 2
+        "submission/inet",                                             # 3: no parameter
+        "submission/tcp/x=y",                                          # 4: unknown type
+        "smtp_helo_timeout=5",                                         # 5: a main.cf line in the wrong file
+        "submissions/inet/smtpd_milters=inet:127.0.0.1:1=2",           # 6: '=' inside the value
+    ]) + "\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.postfix_master == [("submission/inet/smtpd_sasl_security_options", "noanonymous"),
+                                  ("smtpd/pass/smtpd_client_connection_count_limit", "5"),
+                                  ("submissions/inet/smtpd_milters", "inet:127.0.0.1:1=2")]
+    assert [p.line for p in cfg.problems] == [3, 4, 5]
+
+
+def test_dovecot_cf_is_taken_verbatim(tmp_path):
+    text = "# mine\nmail_max_userip_connections = 69\n"
+    write(tmp_path, "dovecot.cf", text)
+    assert configdir.read(tmp_path).dovecot_cf == text
+
+
+# --- sieve, user-patches --------------------------------------------------------------------------------
+
+def test_sieve_scripts_global_and_per_user(tmp_path):
+    write(tmp_path, "before.dovecot.sieve", 'require "fileinto";\n')
+    write(tmp_path, "User@Example.Test.dovecot.sieve", "keep;\n")
+    write(tmp_path, "user-patches.sh", "#!/bin/bash\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.global_sieve == {"before": 'require "fileinto";\n'}
+    assert cfg.user_sieve == {"user@example.test": "keep;\n"}     # the address is matched case-insensitively
+    assert cfg.user_patches is True
+
+
+def test_problem_renders_as_file_colon_line():
+    assert str(configdir.Problem("postfix-virtual.cf", 7, "bad")) == "postfix-virtual.cf:7: bad"
+
+
+def test_watched_files_cover_every_input_format():
+    # The change poller watches exactly configdir.WATCHED: a format read here but not watched would need a restart.
+    read_names = {"postfix-accounts.cf", "postfix-virtual.cf", "postfix-regexp.cf", "postfix-aliases.cf",
+                  "dovecot-quotas.cf", "dovecot-masters.cf", "postfix-main.cf", "postfix-master.cf", "dovecot.cf",
+                  "before.dovecot.sieve", "after.dovecot.sieve"}
+    assert read_names <= set(configdir.WATCHED)
