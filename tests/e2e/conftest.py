@@ -49,3 +49,17 @@ def target(request, tmp_path_factory, tls):
     finally:
         if t is not None:
             t.teardown()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the target's logs (docker logs / pyinfra output, mail.log, journal)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        t = item.funcargs.get("target") if hasattr(item, "funcargs") else None
+        if t is not None:
+            try:
+                report.sections.append((f"{t.kind} target diagnostics", t.diagnostics()))
+            except Exception as e:  # the target may be gone
+                report.sections.append((f"{t.kind} target diagnostics", f"unavailable: {e!r}"))
