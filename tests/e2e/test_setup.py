@@ -51,12 +51,18 @@ def setup(target, *args: str, input: str = "", check: bool = True) -> subprocess
     return r
 
 
+LAST_ERROR: list[str] = [""]
+
+
 def can_login(target, user: str, password: str) -> bool:
+    """True when IMAPS accepts the login; False when it refuses it or cannot be
+    reached (a reload may briefly reset connections), the reason kept for the report."""
     try:
         with c.IMAPS(context=target.tls.client_context(), timeout=5) as imap:
             imap.login(user, password)
             return True
-    except imaplib.IMAP4.error:
+    except (imaplib.IMAP4.error, OSError, ssl.SSLError) as e:
+        LAST_ERROR[0] = f"{type(e).__name__}: {e}"
         return False
 
 
@@ -64,7 +70,8 @@ def within(limit: float, condition, what: str, target) -> float:
     t0 = time.monotonic()
     while not condition():
         if time.monotonic() - t0 > limit:
-            raise AssertionError(f"{what}: not within {limit}s\n{target.diagnostics()}")
+            raise AssertionError(f"{what}: not within {limit}s (last error: {LAST_ERROR[0] or 'none'})\n"
+                                 f"{target.diagnostics()}")
         time.sleep(0.2)
     return time.monotonic() - t0
 
