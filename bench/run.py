@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,42 +351,19 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
         pids = container_pids(container)
         check_listeners_are_ours(container, pids)
 
-        if "memory" not in args.skip:
-            time.sleep(max(0.0, t_ready + args.idle_wait - time.perf_counter()))
-            pids = container_pids(container)
-            snap = memory.snapshot(pids)
-            init_pid = container.attrs["State"]["Pid"]
-            cg = memory.cgroup_dir_of(init_pid)
-            snap["cgroup"] = memory.read_cgroup_usage(cg) if cg else {}
-            run["memory"] = snap
-            run["idle_pss_mb"] = snap["pss_kb"] / 1000
-            run["idle_rss_mb"] = snap["rss_kb"] / 1000
-            run["idle_processes"] = snap["processes"]
-            top = ", ".join(f"{g['comm']}×{g['count']} {g['pss_kb']/1000:.1f}" for g in snap["by_program"][:5])
-            log(f"{name}: idle PSS {run['idle_pss_mb']:.1f} MB, RSS {run['idle_rss_mb']:.1f} MB, "
-                f"{snap['processes']} processes; top PSS MB: {top}")
-
-        if "configure" not in args.skip:
-            base = exec_timed(container, ["true"])
-            run["exec_overhead_s"] = base["seconds"] if base["exit_code"] == 0 else None
-            conf = exec_timed(container, shlex.split(args.configure_cmd))
-            run["configure"] = conf
-            # A "no-op" that rewrote files would be timing something else.
-            conf["changed"] = [l for l in conf["output_tail"].splitlines() if l.startswith("changed ")]
-            if conf["changed"]:
-                run.setdefault("errors", []).append(
-                    f"no-op configure changed {len(conf['changed'])} files, e.g. {conf['changed'][0]}")
-            if conf["exit_code"] == 0:
-                run["configure_noop_s"] = conf["seconds"]
-                log(f"{name}: no-op configure {conf['seconds']:.2f} s (exec overhead {base['seconds']:.2f} s)")
-            else:
-                run["configure_noop_s"] = None
-                run.setdefault("errors", []).append(
-                    f"`{args.configure_cmd}` exited {conf['exit_code']}: {conf['output_tail'][-300:].strip()}")
-                log(f"{name}: configure failed (exit {conf['exit_code']}): {conf['output_tail'][-300:].strip()}")
-
-        if "throughput" not in args.skip:
-            run.update(throughput(container, args))
+        phases = (("memory", lambda: measure_idle_memory(container, run, t_ready, args)),
+                  ("configure", lambda: measure_configure(container, run, args)),
+                  ("throughput", lambda: run.update(throughput(container, args))))
+        for phase, measure in phases:
+            if phase in args.skip:
+                continue
+            try:
+                measure()
+            except Exception as e:  # noqa: BLE001
+                # One broken phase (an SMTP refusal, an exec error) should not
+                # cost the figures of the others.
+                run.setdefault("errors", []).append(f"{phase}: {e!r}")
+                log(f"{name}: {phase} failed: {e!r}")
 
         if args.keep:
             log(f"kept {name} running; remove it with: docker rm -f -v {name}")
@@ -405,6 +383,40 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
             except docker.errors.APIError as e:
                 log(f"could not remove {name}: {e}")
         shutil.rmtree(cfg, ignore_errors=True)
+
+
+def measure_idle_memory(container, run: dict, t_ready: float, args) -> None:
+    time.sleep(max(0.0, t_ready + args.idle_wait - time.perf_counter()))
+    snap = memory.snapshot(container_pids(container))
+    cg = memory.cgroup_dir_of(container.attrs["State"]["Pid"])
+    snap["cgroup"] = memory.read_cgroup_usage(cg) if cg else {}
+    run["memory"] = snap
+    run["idle_pss_mb"] = snap["pss_kb"] / 1000
+    run["idle_rss_mb"] = snap["rss_kb"] / 1000
+    run["idle_processes"] = snap["processes"]
+    top = ", ".join(f"{g['comm']}×{g['count']} {g['pss_kb']/1000:.1f}" for g in snap["by_program"][:5])
+    log(f"{container.name}: idle PSS {run['idle_pss_mb']:.1f} MB, RSS {run['idle_rss_mb']:.1f} MB, "
+        f"{snap['processes']} processes; top PSS MB: {top}")
+
+
+def measure_configure(container, run: dict, args) -> None:
+    base = exec_timed(container, ["true"])
+    run["exec_overhead_s"] = base["seconds"] if base["exit_code"] == 0 else None
+    conf = exec_timed(container, shlex.split(args.configure_cmd))
+    run["configure"] = conf
+    # A "no-op" that rewrote files would be timing something else.
+    conf["changed"] = [line for line in conf["output_tail"].splitlines() if line.startswith("changed ")]
+    if conf["changed"]:
+        run.setdefault("errors", []).append(
+            f"no-op configure changed {len(conf['changed'])} files, e.g. {conf['changed'][0]}")
+    tail = conf["output_tail"][-300:].strip()
+    if conf["exit_code"] == 0:
+        run["configure_noop_s"] = conf["seconds"]
+        log(f"{container.name}: no-op configure {conf['seconds']:.2f} s (exec overhead {base['seconds']:.2f} s)")
+    else:
+        run["configure_noop_s"] = None
+        run.setdefault("errors", []).append(f"`{args.configure_cmd}` exited {conf['exit_code']}: {tail}")
+        log(f"{container.name}: configure failed (exit {conf['exit_code']}): {tail}")
 
 
 def throughput(container, args) -> dict:
@@ -641,11 +653,13 @@ def main(argv=None) -> int:
                 try:
                     with host_lock(args.lock_wait):
                         runs.append(one_run(client, args.image, profile, args, i))
-                except BenchError as e:
+                except Exception as e:  # noqa: BLE001
                     # A container that never gets ready fails the same way
                     # every time: stop this profile instead of waiting N times.
-                    runs.append({"index": i, "error": str(e)})
-                    results["notes"].append(f"{pname} run {i + 1}: {e}".splitlines()[0])
+                    if not isinstance(e, BenchError):
+                        traceback.print_exc()
+                    runs.append({"index": i, "error": str(e) or repr(e)})
+                    results["notes"].append(f"{pname} run {i + 1}: {str(e) or repr(e)}".splitlines()[0])
                     log(str(e))
                     break
                 results["profiles"][pname] = summarize_profile(profile, runs, baseline)
