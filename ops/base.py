@@ -93,6 +93,8 @@ def runtime():
 @deploy("Remove generated secrets (image build)")
 def strip_secrets():
     """Keys made by post-install scripts must not ship in an image (everyone would share them)."""
-    for path in ("/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/ssl/certs/ssl-cert-snakeoil.pem",
-                 "/etc/dovecot/private/dovecot.key", "/etc/dovecot/private/dovecot.pem"):
+    for path in ("/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/ssl/certs/ssl-cert-snakeoil.pem"):
         files.file(name=f"No {path}", path=path, present=False)
+    # dovecot-core links these to the snakeoil pair; mailwright's dovecot.conf never uses them.
+    for path in ("/etc/dovecot/private/dovecot.key", "/etc/dovecot/private/dovecot.pem"):
+        files.link(name=f"No {path}", path=path, present=False)
