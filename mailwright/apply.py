@@ -69,8 +69,13 @@ def write(f: ConfigFile) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    for command in f.after:
-        subprocess.run(command, shell=True, check=True, capture_output=True)
+    try:
+        for command in f.after:
+            subprocess.run(command, shell=True, check=True, capture_output=True)
+    except subprocess.CalledProcessError as e:
+        # Without the file the next run sees a difference again and retries the command.
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"{f.path}: `{e.cmd}` failed: {(e.stderr or b'').decode().strip()}") from e
 
 
 def apply(files: list[ConfigFile], check: bool = False) -> list[ConfigFile]:

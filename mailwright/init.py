@@ -51,12 +51,9 @@ def log(level, message):
 
 
 def read_settings():
-    values = {}
+    import shlex
     with open(SETTINGS) as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            values[key] = value[1:-1].replace("'\\''", "'") if value.startswith("'") else value
-    return values
+        return dict(token.partition("=")[::2] for token in shlex.split(f.read()))
 
 
 def fingerprint():

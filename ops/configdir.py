@@ -94,21 +94,39 @@ def _lines(path: Path):
             yield n, line
 
 
+def _joined(path: Path):
+    """Like `_lines`, but an indented line continues the previous one (main.cf syntax)."""
+    if not path.is_file():
+        return
+    current: list = []
+    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if raw[:1].isspace() and raw.strip() and current:
+            current[1] += " " + raw.strip()
+            continue
+        if current:
+            yield tuple(current)
+        line = raw.strip()
+        current = [n, line] if line and not line.startswith("#") else []
+    if current:
+        yield tuple(current)
+
+
 def read(path: str | Path) -> ConfigDir:
     root = Path(path)
     cfg = ConfigDir(path=root)
 
-    def problem(name: str, n: int, message: str) -> None:
+    def problem(name: str, n: int, message: str, outcome: str = "line skipped") -> None:
         p = Problem(name, n, message)
         cfg.problems.append(p)
-        log.error("%s (line skipped)", p)
+        log.error("%s (%s)", p, outcome)
 
     seen: set[str] = set()
     for n, line in _lines(root / "postfix-accounts.cf"):
         parts = line.split("|", 2)
         address = parts[0].strip().lower()
         if len(parts) < 2 or not ADDRESS.match(address):
-            problem("postfix-accounts.cf", n, f"expected 'user@domain|{{SCHEME}}hash', got {line!r}")
+            # Only the address part: the rest of the line may be a password.
+            problem("postfix-accounts.cf", n, f"expected 'user@domain|{{SCHEME}}hash', got {parts[0].strip()!r}")
         elif not HASH.match(parts[1].strip()):
             problem("postfix-accounts.cf", n, f"{address}: the password field is not a '{{SCHEME}}hash'")
         elif address in seen:
@@ -117,6 +135,8 @@ def read(path: str | Path) -> ConfigDir:
             seen.add(address)
             cfg.accounts.append(Account(address, parts[1].strip(), parts[2].strip() if len(parts) > 2 else ""))
 
+    alias_line: dict[str, int] = {}
+    alias_index: dict[str, int] = {}
     for n, line in _lines(root / "postfix-virtual.cf"):
         parts = line.split(None, 1)
         if len(parts) != 2:
@@ -130,7 +150,14 @@ def read(path: str | Path) -> ConfigDir:
             problem("postfix-virtual.cf", n, f"{alias!r} is not an address, a local part or an @domain")
         elif bad:
             problem("postfix-virtual.cf", n, f"{alias}: invalid target {bad[0]!r}")
+        elif alias in alias_line:
+            # texthash would silently keep only the first line: merge, and say so.
+            problem("postfix-virtual.cf", n, f"{alias} is already defined on line {alias_line[alias]}; "
+                    "its targets are merged into that line", outcome="merged")
+            kept = cfg.aliases[alias_index[alias]][1]
+            kept.extend(t for t in targets if t not in kept)
         else:
+            alias_line[alias], alias_index[alias] = n, len(cfg.aliases)
             cfg.aliases.append((alias, targets))
 
     for n, line in _lines(root / "postfix-regexp.cf"):
@@ -161,7 +188,7 @@ def read(path: str | Path) -> ConfigDir:
         else:
             cfg.masters.append((user.strip(), hashed.strip()))
 
-    for n, line in _lines(root / "postfix-main.cf"):
+    for n, line in _joined(root / "postfix-main.cf"):
         name, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
             problem("postfix-main.cf", n, f"expected 'parameter = value', got {line!r}")

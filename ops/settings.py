@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import shlex
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -266,7 +267,9 @@ def _format(value: Any) -> str:
 
 
 def _parse(f: dataclasses.Field, raw: str) -> Any:
-    meta, raw = f.metadata, raw.strip()
+    meta = f.metadata
+    if f.type in ("bool", "int") or meta["choices"] is not None:
+        raw = raw.strip()       # free text keeps its spaces: SPAM_SUBJECT='***SPAM*** '
     if f.type == "bool":
         if raw.lower() in TRUE:
             return True
@@ -421,10 +424,8 @@ def validate(s: Settings) -> None:
 
 def read_dms_settings(path: str | Path = "/etc/dms-settings") -> Settings:
     """Read back the effective settings a deploy wrote (`KEY='value'` lines)."""
-    raw = {}
-    for line in Path(path).read_text().splitlines():
-        key, _, value = line.partition("=")
-        raw[key] = value[1:-1].replace("'\\''", "'") if value.startswith("'") else value
+    # Shell rules, as the file is meant to be sourced: a quoted value may span lines.
+    raw = dict(token.partition("=")[::2] for token in shlex.split(Path(path).read_text()))
     values = {f.name: _parse(f, raw[f.name]) for f in fields(Settings) if f.name in raw}
     return Settings(**values)
 

@@ -31,7 +31,8 @@ class Tls:
     @property
     def chain_files(self) -> list[str]:
         """Postfix smtpd_tls_chain_files order: key then its chain, per key pair."""
-        files = [self.key, self.cert]
+        # SSL_TYPE=custom: one file holds key and chain, and is listed once.
+        files = [self.key] if self.key == self.cert else [self.key, self.cert]
         if self.alt_cert:
             files += [self.alt_key, self.alt_cert]
         return files

@@ -84,9 +84,6 @@ def test_accounts_bad_password_field_is_not_echoed(tmp_path):
     assert "hunter2" not in str(p)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ops/configdir.py read(): when the address column of postfix-accounts.cf is invalid the whole line is "
-    "echoed (`got {line!r}`), password column included, into the error log; fix: report only parts[0]"))
 def test_accounts_bad_address_line_does_not_echo_the_password(tmp_path):
     write(tmp_path, "postfix-accounts.cf", "john doe@example.test|hunter2\n")
     [p] = configdir.read(tmp_path).problems
@@ -137,11 +134,6 @@ def test_virtual_malformed_lines_reported_valid_ones_kept(tmp_path):
     assert [(p.file, p.line) for p in cfg.problems] == [("postfix-virtual.cf", n) for n in (2, 3, 4, 5)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ops/configdir.py read(): a second postfix-virtual.cf line for the same alias is kept as-is; the generated "
-    "texthash:/etc/postfix/virtual then holds the key twice and Postfix silently uses only the first line, so "
-    "the second line's targets never get mail; fix: report it as a Problem (file:line, like duplicate accounts) "
-    "or merge the targets into the first entry"))
 def test_virtual_duplicate_alias_is_reported(tmp_path):
     write(tmp_path, "postfix-virtual.cf", "team@example.test a@example.test\nteam@example.test b@example.test\n")
     cfg = configdir.read(tmp_path)
@@ -228,11 +220,6 @@ def test_postfix_main_overrides(tmp_path):
     assert [p.line for p in cfg.problems] == [4, 5]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ops/configdir.py read(): postfix-main.cf lines go through _lines(), which strips leading whitespace, so a "
-    "main.cf continuation line (a value wrapped over several lines, which docker-mailserver accepts because it "
-    "appends the file to main.cf) is reported as malformed and dropped, truncating the parameter's value; "
-    "fix: read postfix-main.cf raw and append a line that starts with whitespace to the previous parameter"))
 def test_postfix_main_continuation_lines_join_the_parameter(tmp_path):
     write(tmp_path, "postfix-main.cf",
           "smtpd_helo_restrictions = permit_mynetworks,\n    reject_invalid_helo_hostname\n")

@@ -406,11 +406,6 @@ def test_master_override_comes_after_the_built_in_option_so_it_wins(tmp_path):
     assert opts.index("smtpd_tls_security_level=may") > opts.index("smtpd_tls_security_level=encrypt")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "files/etc/postfix/master.cf.j2 (and main.cf.j2, whose header claims to read s.SMTP_ONLY) ignore SMTP_ONLY: "
-    "465/587 keep `-o smtpd_sasl_auth_enable=yes` with smtpd_sasl_path pointing at Dovecot's socket, which does "
-    "not exist when SMTP_ONLY=1 (docker-mailserver: SMTP AUTH is disabled unless SASLauthd is on); "
-    "fix: only emit smtpd_sasl_auth_enable=yes when s.dovecot_enabled"))
 def test_smtp_only_offers_no_auth_through_an_absent_dovecot(tmp_path):
     svc = master_cf(tmp_path, SMTP_ONLY=1)
     for port in ("submission", "submissions"):

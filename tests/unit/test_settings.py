@@ -273,10 +273,6 @@ def test_sa_spam_subject_is_copied_to_spam_subject():
     assert load(environ={"SA_SPAM_SUBJECT": "undef"}).SPAM_SUBJECT == ""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ops/settings.py _parse() strips every raw value (`raw.strip()`), so SPAM_SUBJECT='***SPAM*** ' "
-    "(docker-mailserver's documented example, quoted to keep the space) loses the space that separates "
-    "the tag from the subject; strip only bool/int/choice values, keep free strings as given"))
 def test_quoted_trailing_space_of_a_string_value_is_kept(tmp_path):
     env = tmp_path / "mailserver.env"
     env.write_text("SPAM_SUBJECT='***SPAM*** '\n")
@@ -437,10 +433,6 @@ def test_dms_settings_is_valid_shell(tmp_path):
     assert out == "it's $HOME `id` \"x\""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ops/settings.py read_dms_settings() reads /etc/dms-settings line by line: a value holding a newline "
-    "(e.g. a two-line secret from VAR__FILE, which only strips the ends) is written over two lines by "
-    "dms_settings_text() and read back as '' without an error"))
 def test_dms_settings_round_trip_multiline_value(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("line one\nline two\n")
