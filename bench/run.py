@@ -652,7 +652,8 @@ def main(argv=None) -> int:
                 log(f"profile {pname}: run {i + 1}/{args.runs}")
                 try:
                     with host_lock(args.lock_wait):
-                        runs.append(one_run(client, args.image, profile, args, i))
+                        # By ID: a colleague's `make image` may move the tag mid-bench.
+                        runs.append(one_run(client, image.id, profile, args, i))
                 except Exception as e:  # noqa: BLE001
                     # A container that never gets ready fails the same way
                     # every time: stop this profile instead of waiting N times.
