@@ -73,6 +73,27 @@ def fingerprint():
     return tuple(state)
 
 
+class config_lock:
+    """flock on docker-mailserver's lock file in the config folder (shared with `setup`)."""
+
+    def __init__(self, config_dir):
+        self.path = os.path.join(config_dir, "check-for-changes.sh.lock")
+
+    def __enter__(self):
+        import fcntl
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:         # read-only config folder: nobody can write it either
+            self.fd = None
+            return self
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
 def wait_for_port(port, deadline):
     while time.monotonic() < deadline:
         try:
@@ -187,8 +208,11 @@ class Init:
             self.reap()
             now = fingerprint()
             if now != seen or (info is not None and info.si_signo == signal.SIGHUP):
-                self.configure("--reload")
-                seen = fingerprint()
+                # Under `setup`'s lock, so configure never reads half an edit; and the
+                # fingerprint is taken before configure, so an edit made meanwhile is seen next poll.
+                with config_lock(settings["MAILWRIGHT_CONFIG_DIR"]):
+                    seen = fingerprint()
+                    self.configure("--reload")
 
 
 def main():

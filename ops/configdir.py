@@ -25,6 +25,7 @@ WATCHED = (
     "postfix-accounts.cf", "postfix-virtual.cf", "postfix-regexp.cf", "postfix-aliases.cf",
     "dovecot-quotas.cf", "dovecot-masters.cf", "postfix-main.cf", "postfix-master.cf", "dovecot.cf",
     "before.dovecot.sieve", "after.dovecot.sieve",
+    "postfix-send-access.cf", "postfix-receive-access.cf", "postfix-relaymap.cf", "postfix-sasl-password.cf",
 )
 
 
@@ -65,6 +66,10 @@ class ConfigDir:
     masters: list[tuple[str, str]] = field(default_factory=list)            # user, hash
     postfix_main: list[tuple[str, str]] = field(default_factory=list)       # name, value
     postfix_master: list[tuple[str, str]] = field(default_factory=list)     # service/type/param, value
+    send_access: list[tuple[str, str]] = field(default_factory=list)       # address, action
+    receive_access: list[tuple[str, str]] = field(default_factory=list)
+    relaymap: list[tuple[str, str]] = field(default_factory=list)          # @domain, [host]:port ("" opts out)
+    relay_auth: list[tuple[str, str]] = field(default_factory=list)        # @domain or [host]:port, user:password
     dovecot_cf: str = ""
     user_sieve: dict[str, str] = field(default_factory=dict)                # address -> script
     global_sieve: dict[str, str] = field(default_factory=dict)              # before/after -> script
@@ -201,6 +206,29 @@ def read(path: str | Path) -> ConfigDir:
             problem("postfix-master.cf", n, f"expected 'service/type/parameter=value', got {line!r}")
         else:
             cfg.postfix_master.append((key.strip(), value.strip()))
+
+    for name, target in (("postfix-send-access.cf", cfg.send_access), ("postfix-receive-access.cf", cfg.receive_access)):
+        for n, line in _lines(root / name):
+            parts = line.split()
+            if len(parts) < 2:
+                problem(name, n, f"expected 'address ACTION', got {line!r}")
+            else:
+                target.append((parts[0].lower(), " ".join(parts[1:])))
+
+    for n, line in _lines(root / "postfix-relaymap.cf"):
+        parts = line.split()
+        if not parts[0].startswith("@") or not DOMAIN.match(parts[0][1:].lower()) or len(parts) > 2 \
+                or (len(parts) == 2 and not re.fullmatch(r"\[[^\]\s]+\](:[0-9]+)?", parts[1])):
+            problem("postfix-relaymap.cf", n, f"expected '@domain [host]:port' or '@domain', got {line!r}")
+        else:
+            cfg.relaymap.append((parts[0].lower(), parts[1] if len(parts) == 2 else ""))
+
+    for n, line in _lines(root / "postfix-sasl-password.cf"):
+        parts = line.split(None, 1)
+        if len(parts) != 2 or ":" not in parts[1]:
+            problem("postfix-sasl-password.cf", n, f"expected '@domain user:password', got {parts[0]!r} …")
+        else:
+            cfg.relay_auth.append((parts[0].lower(), parts[1].strip()))
 
     if (root / "dovecot.cf").is_file():
         cfg.dovecot_cf = (root / "dovecot.cf").read_text()

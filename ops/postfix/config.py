@@ -63,11 +63,14 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
         service, type_, param = key.split("/")
         overrides.setdefault((service, type_), []).append((param, value))
     alias_keys = {alias for alias, _ in cfg.aliases}
+    relay_hosts = [(domain, host) for domain, host in cfg.relaymap if host]   # bare "@dom" only opts out
     ctx = dict(
         s=s, cfg=cfg, tls=tls, mynetworks=mynetworks, ciphers=CIPHERS[s.TLS_LEVEL],
         has_regexp=bool(cfg.regexp), overrides=overrides, alias_keys=alias_keys,
         catchall_domains={a[1:] for a in alias_keys if a.startswith("@")},
-        sender_owners=sender_owners(cfg),
+        sender_owners=sender_owners(cfg), relay_hosts=relay_hosts,
+        send_access="check_sender_access texthash:/etc/postfix/send_access, " if cfg.send_access else "",
+        receive_access="check_recipient_access texthash:/etc/postfix/receive_access, " if cfg.receive_access else "",
     )
     reload = dict(reloads=("postfix",))
     main = merge_main(template("/etc/postfix/main.cf", **ctx), cfg.postfix_main)
@@ -81,4 +84,14 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
         rendered("/etc/postfix/regexp", ctx, **reload) if cfg.regexp else ConfigFile("/etc/postfix/regexp", None),
         rendered("/etc/postfix/sender_login", ctx, **reload) if s.SPOOF_PROTECTION
         else ConfigFile("/etc/postfix/sender_login", None),
+        table("/etc/postfix/send_access", cfg.send_access),
+        table("/etc/postfix/receive_access", cfg.receive_access),
+        table("/etc/postfix/relayhost_map", relay_hosts),
+        table("/etc/postfix/sasl_passwd", cfg.relay_auth, mode=0o600),
     ]
+
+
+def table(path: str, rows: list[tuple[str, str]], mode: int = 0o644) -> ConfigFile:
+    """A texthash table straight from config-folder rows (absent when there are none)."""
+    content = "".join(f"{key} {value}\n" for key, value in rows) if rows else None
+    return ConfigFile(path, content, mode=mode, reloads=("postfix",))
