@@ -223,11 +223,14 @@ def _raw_key(raw_tag: str) -> str:
     return h.hexdigest()
 
 
-def normalise_cached(raw_tag: str, tag: str, epoch: int, work: str):
+def normalise_cached(raw_tag: str, tag: str, epoch: int, work: str, reuse: bool = True,
+                     keep_layer: str | None = None):
     """A BuildKit cache hit gives the same raw layers: reuse the image made from them."""
     key = _raw_key(raw_tag)
     memo = os.path.join(CACHE, "normalised", key + ".json")
     try:
+        if not reuse:
+            raise FileNotFoundError
         with open(memo) as f:
             known = json.load(f)
         if run([DOCKER, "image", "inspect", known["id"]], stdout=subprocess.DEVNULL,
@@ -237,7 +240,7 @@ def normalise_cached(raw_tag: str, tag: str, epoch: int, work: str):
             return known["id"], [tuple(p) for p in known["packages"]]
     except (FileNotFoundError, ValueError, KeyError, subprocess.CalledProcessError):
         pass
-    iid, tree, _ = normalise(raw_tag, tag, epoch, work)
+    iid, tree, _ = normalise(raw_tag, tag, epoch, work, keep_layer)
     packages = tree.dpkg_packages()
     os.makedirs(os.path.dirname(memo), exist_ok=True)
     with open(memo + f".{os.getpid()}", "w") as f:
@@ -329,11 +332,8 @@ def build(tag: str, no_cache: bool = False, locked: bool = True, keep_layer: str
         make_context(ctx, epoch, with_lock=lock is not None)
         docker_build(ctx, base_tag, epoch, raw_tag, no_cache)
         previous = _image_id(tag)
-        if no_cache or keep_layer:
-            iid, tree, _ = normalise(raw_tag, tag, epoch, work, keep_layer)
-            packages = tree.dpkg_packages()
-        else:
-            iid, packages = normalise_cached(raw_tag, tag, epoch, work)
+        iid, packages = normalise_cached(raw_tag, tag, epoch, work,
+                                         reuse=not (no_cache or keep_layer), keep_layer=keep_layer)
     finally:
         subprocess.run([DOCKER, "rmi", "-f", raw_tag], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
