@@ -146,6 +146,23 @@ def get_image(client, name: str):
         raise BenchError(f"image {name} not found: build it with `make image` (or pass --image)")
 
 
+@contextlib.contextmanager
+def hold_image(image):
+    """A tag of our own for the image under test.
+
+    `build/image.py` removes the image a tag named before (`docker rmi <id>`,
+    no force): a second tag makes that fail, so a colleague's `make image`
+    cannot delete the image between two of our runs.
+    """
+    ref = f"mwbench-subject:{os.getpid()}"
+    image.tag("mwbench-subject", str(os.getpid()))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            image.client.images.remove(ref)
+
+
 def remove_stale_containers(client) -> None:
     """Leftovers of an interrupted bench hold no ports once exited; remove them."""
     for c in client.containers.list(all=True, filters={"label": LABEL}):
@@ -644,46 +661,47 @@ def main(argv=None) -> int:
             "profiles": {},
             "notes": [],
         }
-        baseline = None
-        for pname in args.profiles:
-            profile = PROFILES[pname]
-            runs: list[dict] = []
-            for i in range(args.runs):
-                log(f"profile {pname}: run {i + 1}/{args.runs}")
-                try:
-                    with host_lock(args.lock_wait):
-                        # By ID: a colleague's `make image` may move the tag mid-bench.
-                        runs.append(one_run(client, image.id, profile, args, i))
-                except Exception as e:  # noqa: BLE001
-                    # A container that never gets ready fails the same way
-                    # every time: stop this profile instead of waiting N times.
-                    if not isinstance(e, BenchError):
-                        traceback.print_exc()
-                    runs.append({"index": i, "error": str(e) or repr(e)})
-                    results["notes"].append(f"{pname} run {i + 1}: {str(e) or repr(e)}".splitlines()[0])
-                    log(str(e))
-                    break
+        with hold_image(image):
+            baseline = None
+            for pname in args.profiles:
+                profile = PROFILES[pname]
+                runs: list[dict] = []
+                for i in range(args.runs):
+                    log(f"profile {pname}: run {i + 1}/{args.runs}")
+                    try:
+                        with host_lock(args.lock_wait):
+                            # By ID: a colleague's `make image` may move the tag mid-bench.
+                            runs.append(one_run(client, image.id, profile, args, i))
+                    except Exception as e:  # noqa: BLE001
+                        # A container that never gets ready fails the same way
+                        # every time: stop this profile instead of waiting N times.
+                        if not isinstance(e, BenchError):
+                            traceback.print_exc()
+                        runs.append({"index": i, "error": str(e) or repr(e)})
+                        results["notes"].append(f"{pname} run {i + 1}: {str(e) or repr(e)}".splitlines()[0])
+                        log(str(e))
+                        break
+                    results["profiles"][pname] = summarize_profile(profile, runs, baseline)
+                    write_results(out_dir, results)
                 results["profiles"][pname] = summarize_profile(profile, runs, baseline)
-                write_results(out_dir, results)
-            results["profiles"][pname] = summarize_profile(profile, runs, baseline)
-            if baseline is None:
-                baseline = results["profiles"][pname]
-            for r in runs:
-                for err in r.get("errors", []):
-                    note = f"{pname}: {err.splitlines()[0][:200]}"
-                    if note not in results["notes"]:
-                        results["notes"].append(note)
-        if "build" not in args.skip:
-            results["build"] = measure_build(args, image.id)
-            summary = results["image"]["summary"]
-            for kind in ("cold", "cached"):
-                samples = [r["seconds"] for r in results["build"].get(kind, []) if r["exit_code"] == 0]
-                if samples:
-                    summary[f"build_{kind}_s"] = stats.summarize(samples)
-            if results["build"].get("same_id_as_benchmarked") is False:
-                results["notes"].append(
-                    f"the timed builds gave another image ID than {args.image} "
-                    "(tree changed since `make image`, or the build is not reproducible)")
+                if baseline is None:
+                    baseline = results["profiles"][pname]
+                for r in runs:
+                    for err in r.get("errors", []):
+                        note = f"{pname}: {err.splitlines()[0][:200]}"
+                        if note not in results["notes"]:
+                            results["notes"].append(note)
+            if "build" not in args.skip:
+                results["build"] = measure_build(args, image.id)
+                summary = results["image"]["summary"]
+                for kind in ("cold", "cached"):
+                    samples = [r["seconds"] for r in results["build"].get(kind, []) if r["exit_code"] == 0]
+                    if samples:
+                        summary[f"build_{kind}_s"] = stats.summarize(samples)
+                if results["build"].get("same_id_as_benchmarked") is False:
+                    results["notes"].append(
+                        f"the timed builds gave another image ID than {args.image} "
+                        "(tree changed since `make image`, or the build is not reproducible)")
         if results["build"].get("note"):
             results["notes"].append("build time " + results["build"]["note"])
         write_results(out_dir, results)
