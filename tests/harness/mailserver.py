@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +57,11 @@ class MailContainer:
         for k, v in env.items():
             args += ["-e", f"{k}={v}"]
         args += ["-v", f"{self.volumes.config}:/tmp/docker-mailserver",
-                 "-v", f"{self.volumes.mail}:/var/mail",
-                 "-v", f"{self.volumes.state}:/var/mail-state",
-                 "-v", f"{self.volumes.logs}:/var/log/mail",
-                 self.image]
+                 "-v", f"{self.volumes.mail}:/var/mail"]
+        # Exploration knob (not used by `make test`): run without the state volume.
+        if not os.environ.get("MAILWRIGHT_TEST_NO_STATE_VOLUME"):
+            args += ["-v", f"{self.volumes.state}:/var/mail-state"]
+        args += ["-v", f"{self.volumes.logs}:/var/log/mail", self.image]
         return args
 
     # --- lifecycle --------------------------------------------------------------------
