@@ -34,7 +34,9 @@ def consolidate_state(s: Settings) -> None:
             shutil.rmtree(src, ignore_errors=True)
             log.info("using persisted %s for %s", dest, src)
         elif src.exists():
-            shutil.move(str(src), str(dest))
+            # mv, not shutil.move: across filesystems only mv (as root) keeps the owners,
+            # and Postfix refuses a queue that is not postfix's.
+            subprocess.run(["mv", str(src), str(dest)], check=True)
         else:
             dest.mkdir(parents=True)
         src.symlink_to(dest)

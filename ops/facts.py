@@ -17,10 +17,12 @@ class ConfigDrift(FactBase):
     def command(self, only: str | None = None) -> str:
         part = f" --only {only}" if only else ""
         return (f"cd {RUNTIME} 2>/dev/null && [ -f /etc/dms-settings ] "
-                f"&& python3 -m mailwright.configure --check{part} 2>&1 || echo unknown")
+                f"&& python3 -m mailwright.configure --check{part} 2>/dev/null || echo unknown")
 
     def process(self, output: list[str]) -> list[str]:
-        return [line for line in output if line.strip()]
+        # Only "changed <path>" lines are drift; "unknown" makes the operation run and
+        # show the configure stage's own error.
+        return [line for line in output if line.startswith("changed ") or line == "unknown"]
 
 
 class InitRunning(FactBase):

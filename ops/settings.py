@@ -49,7 +49,8 @@ class Settings:
     # --- mailwright's own (not in docker-mailserver) --------------------------------
     MAILWRIGHT_INIT: str = opt("", "who supervises the daemons: `systemd` (VPS) or `container` (our own init); required",
                                choices=("systemd", "container"))
-    MAILWRIGHT_CONFIG_DIR: str = opt("/tmp/docker-mailserver", "the config folder on the target (docker-mailserver's path)")
+    MAILWRIGHT_CONFIG_DIR: str = opt("", "the config folder on the target; empty: /tmp/docker-mailserver in a "
+                                     "container (docker-mailserver's path), /etc/mailwright/config under systemd")
 
     # --- general / core --------------------------------------------------------------
     OVERRIDE_HOSTNAME: str = opt("", "FQDN of the server; empty: the host's `hostname -f`")
@@ -257,6 +258,7 @@ LEGACY = {
     "SASLAUTHD_LDAP_SSL": "use ldaps:// in SASLAUTHD_LDAP_SERVER",
 }
 
+CONFIG_DIRS = {"container": "/tmp/docker-mailserver", "systemd": "/etc/mailwright/config"}
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -385,6 +387,9 @@ def load(*, env_file: str | Path | None = None, host_data: Mapping[str, Any] | N
     for f in fields(Settings):
         if f.name in raw:
             values[f.name] = _parse(f, raw[f.name])
+    if not values.get("MAILWRIGHT_CONFIG_DIR"):
+        # systemd empties /tmp at boot and gives Dovecot a private /tmp: a VPS needs a lasting place.
+        values["MAILWRIGHT_CONFIG_DIR"] = CONFIG_DIRS.get(values.get("MAILWRIGHT_INIT", ""), CONFIG_DIRS["container"])
     if not values.get("OVERRIDE_HOSTNAME"):
         values["OVERRIDE_HOSTNAME"] = fqdn if fqdn is not None else system_fqdn()
     settings = Settings(**values)

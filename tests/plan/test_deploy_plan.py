@@ -240,7 +240,7 @@ def test_config_source_seeds_only_missing_files(deploy, tmp_path):
     source.mkdir()
     (source / "postfix-accounts.cf").write_text("a@example.test|{SHA512-CRYPT}$6$s$h\n")
     (source / "postfix-virtual.cf").write_text("b@example.test a@example.test\n")
-    target = "/tmp/docker-mailserver"
+    target = "/etc/mailwright/config"   # systemd default: /tmp does not last on a VPS
     r = ok(deploy({**SYSTEMD, "mailwright_config_source": str(source)},
                   responses=exists(f"{target}/postfix-accounts.cf")))
     # The target's copy is the source of truth once it exists (`setup email add` writes there).
