@@ -106,9 +106,46 @@ def read_cgroup_usage(cgroup_dir: Path) -> dict:
     return out
 
 
-def snapshot(pids: list[int], proc: Path = PROC) -> dict:
-    procs = [m for m in (process_memory(pid, proc) for pid in pids) if m is not None]
-    return summarize_processes(procs)
+def parent_pid(pid: int, proc: Path = PROC) -> int | None:
+    try:
+        text = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    return int(text.rsplit(")", 1)[1].split()[1])
+
+
+def descendants(root: int, pids: list[int], proc: Path = PROC) -> set[int]:
+    """`root` and every process of `pids` below it."""
+    children: dict[int, list[int]] = {}
+    for pid in pids:
+        ppid = parent_pid(pid, proc)
+        if ppid is not None:
+            children.setdefault(ppid, []).append(pid)
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in tree:
+            continue
+        tree.add(pid)
+        todo.extend(children.get(pid, []))
+    return tree & (set(pids) | {root})
+
+
+def snapshot(pids: list[int], root: int | None = None, proc: Path = PROC) -> dict:
+    """Memory of the server's own processes.
+
+    With `root` (the container's init), process trees started by `docker exec`
+    (the HEALTHCHECK every 30 s, an operator's shell) are reported apart: they
+    are not what the server needs to idle, and a health check that happens
+    to run at the moment of the snapshot would add a whole Python.
+    """
+    keep = descendants(root, pids, proc) if root is not None else set(pids)
+    procs = [m for m in (process_memory(pid, proc) for pid in sorted(keep)) if m is not None]
+    out = summarize_processes(procs)
+    others = [m for m in (process_memory(pid, proc) for pid in pids if pid not in keep) if m is not None]
+    out["excluded_exec"] = [{k: m[k] for k in ("pid", "comm", "cmdline", "pss_kb", "rss_kb")} for m in others]
+    return out
 
 
 def listening_inodes(port: int, proc_net: Path) -> set[int]:

@@ -404,7 +404,8 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
 
 def measure_idle_memory(container, run: dict, t_ready: float, args) -> None:
     time.sleep(max(0.0, t_ready + args.idle_wait - time.perf_counter()))
-    snap = memory.snapshot(container_pids(container))
+    container.reload()
+    snap = memory.snapshot(container_pids(container), root=container.attrs["State"]["Pid"])
     cg = memory.cgroup_dir_of(container.attrs["State"]["Pid"])
     snap["cgroup"] = memory.read_cgroup_usage(cg) if cg else {}
     run["memory"] = snap
@@ -413,7 +414,9 @@ def measure_idle_memory(container, run: dict, t_ready: float, args) -> None:
     run["idle_processes"] = snap["processes"]
     top = ", ".join(f"{g['comm']}×{g['count']} {g['pss_kb']/1000:.1f}" for g in snap["by_program"][:5])
     log(f"{container.name}: idle PSS {run['idle_pss_mb']:.1f} MB, RSS {run['idle_rss_mb']:.1f} MB, "
-        f"{snap['processes']} processes; top PSS MB: {top}")
+        f"{snap['processes']} processes; top PSS MB: {top}"
+        + (f"; left out (docker exec): {', '.join(m['cmdline'][:40] for m in snap['excluded_exec'])}"
+           if snap["excluded_exec"] else ""))
 
 
 def measure_configure(container, run: dict, args) -> None:

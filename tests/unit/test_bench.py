@@ -214,3 +214,30 @@ def test_memory_line_uses_median_run_and_groups():
     assert report.memory_line(prof) == "smtpd×2 3.0, master 2.0 MB"
     assert report.memory_line(prof, top=1) == "smtpd×2 3.0, others 2.0 MB"
     assert report.memory_line({"runs": []}) == ""
+
+
+def _fake_proc(tmp_path, table):
+    for pid, (ppid, comm) in table.items():
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "stat").write_text(f"{pid} ({comm}) S {ppid} 1 1 0 -1 4194560 0 0 0 0\n")
+        (d / "smaps_rollup").write_text(SMAPS_ROLLUP)
+        (d / "comm").write_text(comm + "\n")
+        (d / "cmdline").write_bytes(comm.encode() + b"\0")
+
+
+def test_snapshot_leaves_out_docker_exec_trees(tmp_path):
+    # 100 is the container's init, 50 the shim outside the container;
+    # 300 is a health check started by `docker exec`, with a child 301.
+    _fake_proc(tmp_path, {
+        100: (50, "python3"), 110: (100, "master"), 111: (110, "qmgr"),
+        120: (100, "dovecot"), 300: (50, "python3"), 301: (300, "sh (x) y"),
+    })
+    pids = [100, 110, 111, 120, 300, 301]
+    assert memory.parent_pid(301, tmp_path) == 300
+    assert memory.descendants(100, pids, tmp_path) == {100, 110, 111, 120}
+    snap = memory.snapshot(pids, root=100, proc=tmp_path)
+    assert snap["processes"] == 4
+    assert snap["pss_kb"] == 4 * 1496
+    assert sorted(m["pid"] for m in snap["excluded_exec"]) == [300, 301]
+    assert memory.snapshot(pids, proc=tmp_path)["processes"] == 6
