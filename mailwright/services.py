@@ -1,7 +1,8 @@
 """Starting, reloading and stopping the daemons under the chosen init (MAILWRIGHT_INIT).
 
-`systemd` (a VPS): systemctl. `container`: mailwright's own init runs each daemon
-in the foreground as its child; reloads use the daemons' own commands.
+`systemd` (a VPS): systemctl. `container`: mailwright's supervisor
+(`supervise.sh`) runs each daemon in the foreground; reloads use the daemons'
+own commands.
 """
 
 from __future__ import annotations
@@ -10,12 +11,6 @@ import os
 import subprocess
 from pathlib import Path
 
-# Foreground commands for the container init. Postfix's master is started directly:
-# `postfix start-fg` spends ~2 s in postfix-script's checks at every start.
-FOREGROUND = {
-    "postfix": ["/usr/lib/postfix/sbin/master", "-d"],
-    "dovecot": ["/usr/sbin/dovecot", "-F"],
-}
 RELOAD = {
     "postfix": ["/usr/sbin/postfix", "reload"],
     "dovecot": ["/usr/bin/doveadm", "reload"],

@@ -29,7 +29,8 @@ class InitRunning(FactBase):
     """Whether mailwright's container init runs on the target (container mode)."""
 
     def command(self) -> str:
-        return "pgrep -f '[p]ython3 -m mailwright.init' >/dev/null && echo yes || echo no"
+        # After start-up the init is the shell supervisor (mailwright/supervise.sh).
+        return "pgrep -f '[m]ailwright/supervise.sh' >/dev/null && echo yes || echo no"
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]
