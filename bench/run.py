@@ -555,7 +555,14 @@ def measure_build(args, benchmarked_id: str) -> dict:
                         result["note"] = f"build failed ({kind}): {tail[0][:200]}"
                         log(result["note"])
                         return result
-                    log(f"build {kind}: {r['seconds']:.1f} s, {r['image_id']}")
+                    prev = (result["cold"] + result["cached"])[-2:-1]
+                    if kind == "cached" and prev and prev[0].get("image_id") != r["image_id"]:
+                        # Someone edited the tree meanwhile: this was a rebuild
+                        # of changed inputs, not a cached build.
+                        r["inputs_changed"] = True
+                    log(f"build {kind}: {r['seconds']:.1f} s, {r['image_id']}"
+                        + (" (inputs changed since the previous build: not counted as cached)"
+                           if r.get("inputs_changed") else ""))
     finally:
         subprocess.run(["docker", "rmi", BUILD_TAG], capture_output=True)
         sbom = REPO / "out" / f"{BUILD_TAG.replace(':', '-')}.sbom.json"
@@ -698,10 +705,16 @@ def main(argv=None) -> int:
                 results["build"] = measure_build(args, image.id)
                 summary = results["image"]["summary"]
                 for kind in ("cold", "cached"):
-                    samples = [r["seconds"] for r in results["build"].get(kind, []) if r["exit_code"] == 0]
+                    samples = [r["seconds"] for r in results["build"].get(kind, [])
+                           if r["exit_code"] == 0 and not r.get("inputs_changed")]
                     if samples:
                         summary[f"build_{kind}_s"] = stats.summarize(samples)
-                if results["build"].get("same_id_as_benchmarked") is False:
+                changed = [r for r in results["build"].get("cached", []) if r.get("inputs_changed")]
+            if changed:
+                results["notes"].append(
+                    f"{len(changed)} cached build(s) left out: the tree changed under them "
+                    "(" + ", ".join(f"{r['seconds']:.1f} s" for r in changed) + ")")
+            if results["build"].get("same_id_as_benchmarked") is False:
                     results["notes"].append(
                         f"the timed builds gave another image ID than {args.image} "
                         "(tree changed since `make image`, or the build is not reproducible)")
