@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from harness import clients
 from harness import dockercli as d
 from harness.configdir import MailConfig
 from harness.mailserver import READY_LINE, MailContainer, Volumes
@@ -63,6 +64,24 @@ def test_image_clean_shutdown_on_docker_stop(image, tls, tmp_path):
         code = d.exit_code(c.name)
         assert took < 15, f"docker stop took {took:.1f}s (killed at the timeout?)\n{c.diagnostics()}"
         assert code == 0, f"exit code {code} after docker stop\n{c.diagnostics()}"
+    finally:
+        c.remove()
+
+
+def test_image_restarts_a_daemon_that_dies(image, tls, tmp_path):
+    """The supervisor notices a dead Postfix within a poll and starts it again; the container lives on."""
+    cfg = minimal_config(tmp_path, tls)
+    c = MailContainer(image, Volumes.under(tmp_path, cfg.path))
+    try:
+        c.start()
+        c.exec("sh", "-c", "kill -KILL $(cat /var/spool/postfix/pid/master.pid)")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "postfix exited; restarting it" not in c.logs():
+            time.sleep(0.5)
+        assert "postfix exited; restarting it" in c.logs(), c.diagnostics()
+        clients.wait_for_ports([25], timeout=20)
+        assert clients.banner(25).startswith(b"220"), c.diagnostics()
+        assert d.docker("inspect", "-f", "{{.State.Running}}", c.name).stdout.strip() == "true"
     finally:
         c.remove()
 
