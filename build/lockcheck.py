@@ -38,7 +38,7 @@ def read_lock(path: str) -> dict[str, str]:
     return out
 
 
-def _paragraphs(text: str):
+def paragraphs(text: str):
     for para in text.split("\n\n"):
         fields = {}
         for line in para.splitlines():
@@ -58,7 +58,7 @@ def installed(root: str) -> dict[str, str]:
         return {}
     return {
         p["Package"]: p["Version"]
-        for p in _paragraphs(text)
+        for p in paragraphs(text)
         if p.get("Status", "").endswith(" installed") and "Package" in p
     }
 
@@ -67,7 +67,7 @@ def available(root: str) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for path in glob.glob(os.path.join(root, "var/lib/apt/lists/*_Packages")):
         with open(path, errors="replace") as f:
-            for p in _paragraphs(f.read()):
+            for p in paragraphs(f.read()):
                 if "Package" in p and "Version" in p:
                     out.setdefault(p["Package"], set()).add(p["Version"])
     return out

@@ -23,6 +23,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from lockcheck import paragraphs   # one dpkg status parser: it also runs alone inside the build
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Paths are relative, without a leading "./" or "/". "*" stays within one path
@@ -292,13 +294,7 @@ class Tree:
 
 def parse_dpkg_status(text: str) -> list[tuple[str, str, str]]:
     out = []
-    for para in text.split("\n\n"):
-        fields = {}
-        for line in para.splitlines():
-            if line[:1] in (" ", "\t") or ":" not in line:
-                continue
-            k, v = line.split(":", 1)
-            fields[k] = v.strip()
+    for fields in paragraphs(text):
         if fields.get("Status", "").endswith(" installed") and "Package" in fields:
             out.append((fields["Package"], fields["Version"], fields.get("Architecture", "")))
     return sorted(out)
