@@ -30,8 +30,10 @@ down: venv
 test-unit: venv
 	$(PYTEST) -q tests/unit tests/plan
 
+# CI (.ci/run) runs exactly this: the reproducibility check, then every test.
 test: host venv
-	$(PYTEST) -q -x tests
+	$(PY) build/image.py --verify-repro
+	$(PYTEST) -q tests
 
 bench: image
 	$(PY) bench/run.py
