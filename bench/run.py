@@ -527,10 +527,10 @@ def build_once(no_cache: bool) -> dict:
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - t
-    out = {"cmd": cmd[1:], "seconds": seconds, "exit_code": proc.returncode}
-    if proc.returncode != 0:
-        out["stderr_tail"] = proc.stderr[-1500:]
-    else:
+    # Kept on success too: it says which stages were cached and what took long.
+    out = {"cmd": cmd[1:], "seconds": seconds, "exit_code": proc.returncode,
+           "stderr_tail": proc.stderr[-1500:]}
+    if proc.returncode == 0:
         last = (proc.stdout.strip().splitlines() or [""])[-1].split()
         out["image_id"] = last[-1] if last else None
     return out
