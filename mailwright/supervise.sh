@@ -17,6 +17,7 @@
 set -u
 
 RUNTIME=$(dirname "$(dirname "$(readlink -f "$0")")")
+. "$RUNTIME/mailwright/lib.sh"
 LOCK="$MW_CONFIG_DIR/check-for-changes.sh.lock"
 WATCH_LIST=/etc/mailwright/watch
 stopping=
@@ -35,12 +36,6 @@ start() {
 }
 
 alive() { eval "kill -0 \"\$pid_$1\"" 2>/dev/null; }
-
-listening() {
-    # /proc rather than a test connection, which would make Postfix spawn postscreen for nothing.
-    hex=$(printf '%04X' "$1")
-    grep -qE "^ *[0-9]+: [0-9A-F]+:$hex [0-9A-F]+:[0-9A-F]+ 0A " /proc/net/tcp /proc/net/tcp6 2>/dev/null
-}
 
 stop_all() {
     for d in $MW_DAEMONS; do eval "kill -TERM \"\$pid_$d\"" 2>/dev/null; done

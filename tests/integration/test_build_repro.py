@@ -185,7 +185,7 @@ def test_image_honours_the_contract_and_holds_no_private_key(image):
                                     check=True).stdout)[0]
     c = cfg["Config"]
     assert c["Entrypoint"] == ["python3", "-m", "mailwright.init"]
-    assert c["Healthcheck"]["Test"] == ["CMD", "python3", "-m", "mailwright.health"]
+    assert c["Healthcheck"]["Test"] == ["CMD", "/bin/sh", "/opt/mailwright/mailwright/health.sh"]
     assert set(c["ExposedPorts"]) == {f"{p}/tcp" for p in (25, 143, 465, 587, 993, 110, 995, 4190)}
     assert c["WorkingDir"] == "/opt/mailwright" and c["StopSignal"] == "SIGTERM"
     assert c["Labels"]["org.opencontainers.image.title"] == "mailwright"
