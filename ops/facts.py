@@ -30,7 +30,8 @@ class InitRunning(FactBase):
 
     def command(self) -> str:
         # After start-up the init is the shell supervisor (mailwright/supervise.sh).
-        return "pgrep -f '[m]ailwright/supervise.sh' >/dev/null && echo yes || echo no"
+        # /proc, not pgrep: a minimal Debian has no procps. The brackets keep grep from matching itself.
+        return "grep -qs '[m]ailwright/supervise.sh' /proc/[0-9]*/cmdline && echo yes || echo no"
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]

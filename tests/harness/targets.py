@@ -23,6 +23,9 @@ from .vps import PyinfraRun, Vps, run_pyinfra, write_inventory
 
 SERVICE_PORTS = (25, 465, 587, 143, 993)
 CONFIG_DIR_IN_TARGET = "/tmp/docker-mailserver"
+# Where the product puts the config folder when MAILWRIGHT_CONFIG_DIR is unset: docker-mailserver's
+# path in a container, a lasting one under systemd (a VPS empties /tmp at boot).
+DEFAULT_CONFIG_DIRS = {"container": CONFIG_DIR_IN_TARGET, "systemd": "/etc/mailwright/config"}
 
 
 class Target:
@@ -136,15 +139,14 @@ class _PyinfraTarget(Target):
         """Host data: docker-mailserver's environment plus mailwright's own keys."""
         data = {**BASE_ENV, "MAILWRIGHT_INIT": self.init,
                 "mailwright_config_source": str(self.scenario.config.path), **self.settings}
-        cfg = data.get("MAILWRIGHT_CONFIG_DIR")
-        if cfg and cfg != CONFIG_DIR_IN_TARGET:
-            data["SSL_CERT_PATH"] = f"{cfg}/ssl/cert.pem"
-            data["SSL_KEY_PATH"] = f"{cfg}/ssl/key.pem"
+        cfg = data.get("MAILWRIGHT_CONFIG_DIR") or DEFAULT_CONFIG_DIRS[self.init]
+        data["SSL_CERT_PATH"] = f"{cfg}/ssl/cert.pem"
+        data["SSL_KEY_PATH"] = f"{cfg}/ssl/key.pem"
         return data
 
     @property
     def config_dir(self) -> str:
-        return self.data().get("MAILWRIGHT_CONFIG_DIR") or CONFIG_DIR_IN_TARGET
+        return self.data().get("MAILWRIGHT_CONFIG_DIR") or DEFAULT_CONFIG_DIRS[self.init]
 
     def deploy(self, check: bool = True) -> PyinfraRun:
         run = self._run_pyinfra()
