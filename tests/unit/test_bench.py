@@ -199,7 +199,7 @@ def test_parse_args_rejects_unknown_profile_and_skip():
     with pytest.raises(SystemExit):
         bench_run.parse_args(["--skip", "cpu"])
     a = bench_run.parse_args(["--runs", "3", "--skip", "memory,throughput"])
-    assert a.runs == 3 and a.skip == {"memory", "throughput"} and a.profiles == ["core"]
+    assert a.runs == 3 and a.skip == {"memory", "throughput"} and a.profiles == ["core", "all-implemented"]
 
 
 def test_memory_line_uses_median_run_and_groups():
