@@ -31,9 +31,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.parametrize("target", ["image", "v
 REPO = Path(__file__).resolve().parents[2]
 NEW = f"setup-new@{sc.DOMAIN}"
 ALIAS = f"setup-alias@{sc.DOMAIN}"
-PASSWORDS = {NEW: "first-Secret!"}
+# Per target: the same tests run against several targets, one after the other.
+PASSWORDS: dict[str, str] = {}
 LIMIT = 5.0            # seconds from `setup` to the change being in effect
-CONFIG = "/tmp/docker-mailserver"
 
 
 def setup(target, *args: str, input: str = "", check: bool = True) -> subprocess.CompletedProcess:
@@ -81,19 +81,20 @@ def send(target, rcpt: str, subject: str, size: int | None = None) -> dict:
 
 
 def config_digest(target) -> str:
-    r = target.exec("sh", "-c", f"cd {CONFIG} && find . -type f ! -name '*.lock' | sort | xargs -r sha256sum")
+    r = target.exec("sh", "-c", f"cd {target.config_dir} && find . -type f ! -name '*.lock' | sort | xargs -r sha256sum")
     return r.stdout
 
 
 def test_email_add_then_imap_login_within_5s(target):
-    setup(target, "email", "add", NEW, input=f"{PASSWORDS[NEW]}\n{PASSWORDS[NEW]}\n")   # prompted twice
-    within(LIMIT, lambda: can_login(target, NEW, PASSWORDS[NEW]), f"IMAP login of {NEW}", target)
+    PASSWORDS[target.kind] = "first-Secret!"
+    setup(target, "email", "add", NEW, input=f"{PASSWORDS[target.kind]}\n{PASSWORDS[target.kind]}\n")  # prompted twice
+    within(LIMIT, lambda: can_login(target, NEW, PASSWORDS[target.kind]), f"IMAP login of {NEW}", target)
 
 
 def test_email_update_then_only_the_new_password_works(target):
-    old, PASSWORDS[NEW] = PASSWORDS[NEW], "second-Secret!"
-    setup(target, "email", "update", NEW, PASSWORDS[NEW])
-    within(LIMIT, lambda: can_login(target, NEW, PASSWORDS[NEW]), "login with the new password", target)
+    old, PASSWORDS[target.kind] = PASSWORDS[target.kind], "second-Secret!"
+    setup(target, "email", "update", NEW, PASSWORDS[target.kind])
+    within(LIMIT, lambda: can_login(target, NEW, PASSWORDS[target.kind]), "login with the new password", target)
     assert not can_login(target, NEW, old)
 
 
@@ -107,7 +108,7 @@ def test_alias_add_then_mail_to_the_alias_arrives(target):
         except smtplib.SMTPRecipientsRefused:
             return False
     within(LIMIT, accepted, f"mail to the new alias {ALIAS} accepted", target)
-    c.wait_for_message(NEW, PASSWORDS[NEW], tok, context=target.tls.client_context())
+    c.wait_for_message(NEW, PASSWORDS[target.kind], tok, context=target.tls.client_context())
 
 
 def test_email_list_shows_usage_and_aliases(target):
@@ -155,7 +156,7 @@ def test_concurrent_adds_all_land(target):
     with ThreadPoolExecutor(20 if target.kind == "image" else 8) as pool:
         results = list(pool.map(lambda u: setup(target, "email", "add", u, "conc-Secret!", check=False), users))
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results if r.returncode]
-    accounts = target.exec("cat", f"{CONFIG}/postfix-accounts.cf").stdout
+    accounts = target.exec("cat", f"{target.config_dir}/postfix-accounts.cf").stdout
     assert all(f"\n{u}|" in accounts for u in users)
     within(LIMIT, lambda: can_login(target, users[-1], "conc-Secret!"), "login of a concurrently added account",
            target)
@@ -167,5 +168,5 @@ def test_email_del_y_removes_the_mailbox_and_the_login(target):
     assert target.exec("test", "-d", maildir, check=False).returncode == 0
     setup(target, "email", "del", "-y", NEW)
     assert target.exec("test", "-e", maildir, check=False).returncode != 0
-    within(LIMIT, lambda: not can_login(target, NEW, PASSWORDS[NEW]), "deleted account refused", target)
-    assert ALIAS not in target.exec("cat", f"{CONFIG}/postfix-virtual.cf").stdout
+    within(LIMIT, lambda: not can_login(target, NEW, PASSWORDS[target.kind]), "deleted account refused", target)
+    assert ALIAS not in target.exec("cat", f"{target.config_dir}/postfix-virtual.cf").stdout
