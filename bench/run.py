@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import platform
@@ -44,9 +43,10 @@ LABEL = "mailwright.bench"
 # Ports the image binds on the host; any of them taken would make the
 # container fail or, worse, make the probes talk to someone else's server.
 HOST_PORTS = [25, 143, 465, 587, 993]
-# The same lock the test suite takes (tests/harness/dockercli.py): a bench run
-# and a test session would otherwise fight over port 25.
-LOCK_PATH = "/run/lock/mailwright-tests.lock" if os.path.isdir("/run/lock") else "/tmp/mailwright-tests.lock"
+# The test suite's own lock (tests/harness/dockercli.py): a bench run and a
+# test session would otherwise fight over port 25.
+sys.path.insert(0, str(REPO / "tests"))
+from harness.dockercli import LOCK_PATH, host_lock as _harness_host_lock  # noqa: E402
 
 
 class BenchError(Exception):
@@ -178,32 +178,9 @@ def remove_stale_containers(client) -> None:
             c.remove(force=True, v=True)
 
 
-@contextlib.contextmanager
 def host_lock(wait: float):
-    """Held for one container's life, so a test session can run between runs."""
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait
-    announced = False
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f"{LOCK_PATH} is still held by another test or bench session "
-                                     f"after {wait:.0f} s")
-                if not announced:
-                    log(f"waiting for {LOCK_PATH} (a test session is using the mail ports)")
-                    announced = True
-                time.sleep(1)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    """The test suite's lock, held for one container's life, so a test session can run between runs."""
+    return _harness_host_lock(wait, on_wait=log, error=BenchError)
 
 
 def wait_ports_free(timeout: float) -> None:

@@ -93,30 +93,26 @@ def _replace_account(ctx: Context, address: str, hashed: str) -> None:
     cw.rewrite(ctx.file(ACCOUNTS), edit)
 
 
-def email_add(ctx: Context, args: list[str]) -> int:
-    ctx.program = "addmailuser"
-    require(args, 1, ADD_USAGE)
-    at_most(args, 2, ADD_USAGE)
-    address = expect_address(ctx, args[0], ADD_USAGE)
-    _check_new_account(ctx, address)
+def _set_password(ctx: Context, args: list[str], program: str, usage: str, check) -> int:
+    """email add / update: validate, prompt outside the lock, re-check and write under it."""
+    ctx.program = program
+    require(args, 1, usage)
+    at_most(args, 2, usage)
+    address = expect_address(ctx, args[0], usage)
+    check(ctx, address)
     hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
     with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
-        _check_new_account(ctx, address)
+        check(ctx, address)
         _replace_account(ctx, address, hashed)
     return 0
+
+
+def email_add(ctx: Context, args: list[str]) -> int:
+    return _set_password(ctx, args, "addmailuser", ADD_USAGE, _check_new_account)
 
 
 def email_update(ctx: Context, args: list[str]) -> int:
-    ctx.program = "updatemailuser"
-    require(args, 1, UPDATE_USAGE)
-    at_most(args, 2, UPDATE_USAGE)
-    address = expect_address(ctx, args[0], UPDATE_USAGE)
-    _check_existing_account(ctx, address)
-    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
-        _check_existing_account(ctx, address)
-        _replace_account(ctx, address, hashed)
-    return 0
+    return _set_password(ctx, args, "updatemailuser", UPDATE_USAGE, _check_existing_account)
 
 
 def _maildir(ctx: Context, address: str) -> Path:

@@ -113,11 +113,13 @@ def sweep() -> list[str]:
 
 
 @contextlib.contextmanager
-def host_lock(wait: float = 3600):
+def host_lock(wait: float = 3600, on_wait=None, error=None):
     """One test session at a time on this machine: mail servers bind the host's ports.
 
     A second `make test` started meanwhile waits here instead of fighting over
-    port 25 (and instead of sweeping away the first session's containers).
+    port 25 (and instead of sweeping away the first session's containers). The
+    bench takes the same lock (`on_wait` is told once that it waits; `error` is
+    the exception class raised when the wait runs out).
     """
     Path(LOCK_PATH).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
@@ -129,7 +131,11 @@ def host_lock(wait: float = 3600):
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise DockerError(f"another mailwright test session holds {LOCK_PATH}")
+                    raise (error or DockerError)(f"{LOCK_PATH} is still held by another test or bench "
+                                                 f"session after {wait:.0f} s")
+                if on_wait:
+                    on_wait(f"waiting for {LOCK_PATH} (a test session is using the mail ports)")
+                    on_wait = None
                 time.sleep(1)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
