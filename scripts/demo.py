@@ -9,7 +9,6 @@ on 993, then prints how to do the same by hand. Everything lives under
 
 from __future__ import annotations
 
-import crypt
 import imaplib
 import secrets
 import smtplib
@@ -18,9 +17,15 @@ import ssl
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import trustme
+
+with warnings.catch_warnings():
+    # Python 3.11's crypt makes SHA512-CRYPT hashes as docker-mailserver's do; it warns of 3.13.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "out" / "demo"
