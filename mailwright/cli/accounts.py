@@ -101,7 +101,7 @@ def _set_password(ctx: Context, args: list[str], program: str, usage: str, check
     address = expect_address(ctx, args[0], usage)
     check(ctx, address)
     hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         check(ctx, address)
         _replace_account(ctx, address, hashed)
     return 0
@@ -150,7 +150,7 @@ def email_del(ctx: Context, args: list[str]) -> int:
         answer = ask("Do you want to delete the mailbox data as well (removing all mails)? [y/N] ")
         delete_data = answer.strip().lower() == "y"
 
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         for address in addresses:
             _check_existing_account(ctx, address)
         for address in addresses:
@@ -330,14 +330,14 @@ def email_restrict(ctx: Context, args: list[str]) -> int:
     if command == "add":
         if present():
             raise CliError(f"User '{user}' already denied to {direction} mails")
-        with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        with ctx.locked():
             if present():
                 raise CliError(f"User '{user}' already denied to {direction} mails")
             cw.rewrite(path, lambda lines: [*lines, f"{user} \t\t REJECT"])
     else:
         if not present():
             raise CliError(f"User '{user}' not found")
-        with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+        with ctx.locked():
             if not present():
                 raise CliError(f"User '{user}' not found")
             cw.rewrite(path, lambda lines: cw.remove_entry(lines, user, " "))
@@ -370,7 +370,7 @@ def master_add(ctx: Context, args: list[str]) -> int:
     if _master_exists(ctx, name):
         raise CliError(f"'{name}' already exists")
     hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         if _master_exists(ctx, name):
             raise CliError(f"'{name}' already exists")
         _write_master(ctx, name, hashed)
@@ -385,7 +385,7 @@ def master_update(ctx: Context, args: list[str]) -> int:
     if not _master_exists(ctx, name):
         raise CliError(f"'{name}' does not exist")
     hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         if not _master_exists(ctx, name):
             raise CliError(f"'{name}' does not exist")
         _write_master(ctx, name, hashed)
@@ -399,7 +399,7 @@ def master_del(ctx: Context, args: list[str]) -> int:
     for name in names:
         if not _master_exists(ctx, name):
             raise CliError(f"'{name}' does not exist")
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         for name in names:
             if not _master_exists(ctx, name):
                 raise CliError(f"'{name}' does not exist")

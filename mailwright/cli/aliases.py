@@ -81,7 +81,7 @@ def alias_add(ctx: Context, args: list[str]) -> int:
     alias = _alias_key(ctx, args[0])
     recipients = _recipients(ctx, args[1])
     _check_add(ctx, alias, recipients)
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         _check_add(ctx, alias, recipients)
         cw.rewrite(ctx.file(VIRTUAL), lambda lines: cw.append_value(lines, alias, ",".join(recipients)))
     return 0
@@ -103,7 +103,7 @@ def alias_del(ctx: Context, args: list[str]) -> int:
                 raise CliError(f"'{recipient}' is not a recipient of the alias '{alias}'")
 
     check()
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         check()
 
         def edit(lines: list[str]) -> list[str]:
@@ -145,7 +145,7 @@ def quota_set(ctx: Context, args: list[str]) -> int:
     if not configdir.QUOTA.match(quota):
         raise CliError(f"Invalid quota format '{quota}'. e.g. 302M (B (byte), k (kibibyte), M (mebibyte), "
                        "G (gibibyte) or T (tebibyte))")
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         _account(ctx, address, QUOTA_SET_USAGE)
         cw.rewrite(ctx.file(QUOTAS), lambda lines: cw.replace_entry(lines, address, ":", f"{address}:{quota}"))
     return 0
@@ -158,6 +158,6 @@ def quota_del(ctx: Context, args: list[str]) -> int:
     address = _account(ctx, args[0], QUOTA_DEL_USAGE)
     if not ctx.file(QUOTAS).exists():
         return 0
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         cw.rewrite(ctx.file(QUOTAS), lambda lines: cw.remove_entry(lines, address, ":"))
     return 0

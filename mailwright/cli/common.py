@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from mailwright import configwrite
 from ops import configdir
 from ops.settings import Settings, SettingsError, read_dms_settings
 
@@ -79,6 +80,10 @@ class Context:
 
     def config(self) -> configdir.ConfigDir:
         return configdir.read(self.config_dir)
+
+    def locked(self):
+        """The config folder's lock (shared with the change poller), telling the user when it waits."""
+        return configwrite.locked(self.config_dir, notify=lambda m: self.log("info", m))
 
     # --- output ------------------------------------------------------------------------------
     def log(self, level: str, message: str) -> None:

@@ -147,7 +147,7 @@ def config_dkim(ctx: Context, args: list[str]) -> int:
         if not (base / "keys" / domain / f"{selector}.private").exists():
             new_keys[domain] = _openssl(["genrsa", "-traditional", keysize])
 
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         _mkdir(base, ctx.config_dir)
         for domain in domains:
             keydir = base / "keys" / domain

@@ -55,7 +55,7 @@ def add_domain(ctx: Context, args: list[str]) -> int:
     host = _host(args[1])
     port = _port(args[2]) if len(args) > 2 and args[2] != "" else 25
     entry = f"@{domain} [{host}]:{port}"
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         cw.rewrite(ctx.file(RELAYMAP), lambda lines: cw.replace_entry(lines, f"@{domain}", " ", entry))
     return 0
 
@@ -72,7 +72,7 @@ def add_auth(ctx: Context, args: list[str]) -> int:
         raise CliError(f"Relay account '{user}' must not contain white space or ':'")
     password = password_or_prompt(args[2] if len(args) > 2 else None)
     entry = f"@{domain} {user}:{password}"
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         # A new file holds a clear-text password: readable by root only.
         cw.rewrite(ctx.file(SASL_PASSWORD), lambda lines: cw.replace_entry(lines, f"@{domain}", " ", entry),
                    mode=0o600)
@@ -84,6 +84,6 @@ def exclude_domain(ctx: Context, args: list[str]) -> int:
     require(args, 1, EXCLUDE_USAGE)
     at_most(args, 1, EXCLUDE_USAGE)
     domain = expect_domain(args[0], EXCLUDE_USAGE)
-    with cw.locked(ctx.config_dir, notify=lambda m: ctx.log("info", m)):
+    with ctx.locked():
         cw.rewrite(ctx.file(RELAYMAP), lambda lines: cw.replace_entry(lines, f"@{domain}", " ", f"@{domain}"))
     return 0
