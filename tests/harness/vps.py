@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,8 +201,13 @@ class Vps:
 
 # --- pyinfra --------------------------------------------------------------------------
 def write_inventory(path: Path, host: str, data: dict) -> Path:
-    path.write_text("# written by tests/harness/vps.py\n"
-                    f"hosts = [({host!r}, {data!r})]\n")
+    # Atomic: concurrent `setup.sh --inventory` readers (the 20-adds test) must never
+    # see a half-written file, which would send them to port 22.
+    text = "# written by tests/harness/vps.py\n" f"hosts = [({host!r}, {data!r})]\n"
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return path
 
 
