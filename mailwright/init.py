@@ -16,12 +16,12 @@ for the container's whole life.
 """
 
 import os
-import shlex
 import subprocess
 import sys
 import time
 
-SETTINGS = "/etc/dms-settings"
+from ops.settings import read_dms_settings
+
 MARKER = "/CONTAINER_START"
 RUNTIME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,13 +30,8 @@ def log(level, message):
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {level} mailwright-init: {message}", flush=True)
 
 
-def read_settings():
-    with open(SETTINGS) as f:
-        return dict(token.partition("=")[::2] for token in shlex.split(f.read()))
-
-
 def configure(*flags):
-    """The configure stage as a child: jinja2 and the settings model never load in PID 1."""
+    """The configure stage as a child, its `changed …` lines logged as the container's own."""
     result = subprocess.run([sys.executable, "-m", "mailwright.configure", *flags], stdout=subprocess.PIPE,
                             text=True, cwd=RUNTIME, env=dict(os.environ, PYTHONPATH=RUNTIME))
     for line in result.stdout.splitlines():
@@ -49,20 +44,19 @@ def main(mode):
     if not configure(*flags) and mode != "watch":
         log("ERROR", "configuration failed (see above); shutting down")
         return 1
-    settings = read_settings()
-    daemons = ["postfix"] if settings.get("SMTP_ONLY") == "1" else ["dovecot", "postfix"]
-    ports = ["25"] + (["143"] if "dovecot" in daemons and settings.get("ENABLE_IMAP") == "1" else [])
+    s = read_dms_settings()     # what the configure stage just wrote: one parser of that file
+    daemons = ["dovecot", "postfix"] if s.dovecot_enabled else ["postfix"]
+    ports = ["25"] + (["143"] if s.dovecot_enabled and s.ENABLE_IMAP else [])
     if mode != "watch" and not os.path.exists(MARKER):
         # docker-mailserver runs user-patches.sh once per container, not on a restart.
-        patches = os.path.join(settings["MAILWRIGHT_CONFIG_DIR"], "user-patches.sh")
+        patches = os.path.join(s.MAILWRIGHT_CONFIG_DIR, "user-patches.sh")
         if os.path.isfile(patches):
             log("INFO", "running user-patches.sh")
             subprocess.run(["/bin/bash", patches], check=False)
         with open(MARKER, "w") as f:
             f.write(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
     env = dict(os.environ, MW_MODE=mode, MW_DAEMONS=" ".join(daemons), MW_PORTS=" ".join(ports),
-               MW_POLL=settings.get("DMS_CONFIG_POLL", "2"), MW_CONFIG_DIR=settings["MAILWRIGHT_CONFIG_DIR"],
-               MW_FQDN=settings["OVERRIDE_HOSTNAME"])
+               MW_POLL=str(s.DMS_CONFIG_POLL), MW_CONFIG_DIR=s.MAILWRIGHT_CONFIG_DIR, MW_FQDN=s.fqdn)
     script = os.path.join(RUNTIME, "mailwright", "supervise.sh")
     os.execve("/bin/sh", ["/bin/sh", script], env)
 
