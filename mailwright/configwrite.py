@@ -319,7 +319,8 @@ def append_value(lines: list[str], key: str, value: str) -> list[str]:
     if i is None:
         return [*lines, f"{key} {value}"]
     out = list(lines)
-    out[i] = out[i].rstrip() + "," + value
+    # A key line without values (malformed, but it exists) gets its first one after a space.
+    out[i] = out[i].rstrip() + ("," if values_of(out[i], " ") else " ") + value
     return out
 
 

@@ -69,6 +69,15 @@ def test_remove_value_drops_emptied_lines():
                                                             "# t@x.com"]
 
 
+def test_append_value_to_a_key_line_without_values_gives_a_valid_line(tmp_path):
+    from ops import configdir
+    f = tmp_path / "postfix-virtual.cf"
+    f.write_text("a@x.com\n")                     # malformed: the reader skips it
+    cw.rewrite(f, lambda lines: cw.append_value(lines, "a@x.com", "b@x.com"))
+    assert f.read_text() == "a@x.com b@x.com\n"
+    assert configdir.read(tmp_path).aliases == [("a@x.com", ["b@x.com"])]
+
+
 def test_lock_serialises_threads(tmp_path):
     inside, overlap = [0], [False]
 
