@@ -15,14 +15,28 @@ longer the file's and locks again.
 
 Writes go to a temporary file in the same directory, with the mode and owner
 of the file they replace, are fsynced and renamed over it: a crash leaves the
-old file or the new one, never a truncated one.
+old file or the new one, never a truncated one. Files holding password hashes
+or credentials (`SECRET_FILES`, DKIM `*.private` keys) are 0600 after every
+write, whatever mode they had.
+
+Symbolic links: this runs as root on a folder an unprivileged user may own, so
+nothing inside the config folder is followed. The lock file is opened with
+O_NOFOLLOW, files are read with O_NOFOLLOW, a write refuses a symbolic link at
+its destination (and rename(2) would replace one rather than write through it),
+and `locked()` refuses to start an edit while one of the config files or
+`opendkim/` is a symbolic link, so a refused command writes nothing. All of
+these raise `UnsafePath`, naming the file. The config folder itself may be a
+symbolic link: whoever places the folder is trusted, like its content (a docker
+bind mount is not a symbolic link anyway).
 
 The DB helpers below follow docker-mailserver's editing rules: a key matches
 case-insensitively at the start of a line followed by its delimiter; comments
 and blank lines are kept; CRLF is converted and a final newline added when a
 file is rewritten.
 
-Pure standard library: runs in the container and on the VPS without pip.
+Pure standard library (and `ops.configdir`, the reader, whose line splitter
+and no-follow file reading it shares): runs in the container and on the VPS
+without pip.
 """
 
 from __future__ import annotations
@@ -33,24 +47,56 @@ import fcntl
 import os
 import re
 import socket
+import stat
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
+
+from ops.configdir import WATCHED, SymlinkRefused, read_file, split_lines
 
 LOCK_NAME = "check-for-changes.sh.lock"
+
+# Files holding password hashes or credentials: 0600 after every write.
+SECRET_FILES = frozenset({"postfix-accounts.cf", "dovecot-masters.cf", "postfix-sasl-password.cf"})
+
+# What `locked()` refuses to edit around when it is a symbolic link: every file
+# the reader takes in, and the DKIM folder.
+GUARDED = (*WATCHED, "opendkim")
 
 
 class LockTimeout(TimeoutError):
     pass
 
 
+class UnsafePath(Exception):
+    """A symbolic link where mailwright reads or writes: nothing was written."""
+
+
+def is_secret(path: str | Path) -> bool:
+    name = Path(path).name
+    return name in SECRET_FILES or name.endswith(".private")
+
+
+def _symlink_error(path: Path) -> UnsafePath:
+    return UnsafePath(f"'{path}' is a symbolic link; mailwright does not follow symbolic links "
+                      "inside the config folder: replace it by the file or folder itself")
+
+
+def refuse_symlinks(paths: Iterable[str | Path]) -> None:
+    """Raise `UnsafePath` naming the first of `paths` that is a symbolic link."""
+    for p in paths:
+        if os.path.islink(p):
+            raise _symlink_error(Path(p))
+
+
 def _holder(path: Path) -> str:
     try:
-        return path.read_text().strip() or "unknown"
-    except OSError:
+        data = read_file(path)
+    except (OSError, SymlinkRefused):
         return "unknown"
+    return (data or b"")[:200].decode(errors="replace").strip() or "unknown"
 
 
 @contextlib.contextmanager
@@ -67,7 +113,13 @@ def locked(config_dir: str | Path, timeout: float | None = 300.0,
     deadline = None if timeout is None else time.monotonic() + timeout
     told = False
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            # O_NOFOLLOW: a symbolic link here would have us truncate its target.
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _symlink_error(path) from None
+            raise
         try:
             while True:
                 try:
@@ -85,7 +137,7 @@ def locked(config_dir: str | Path, timeout: float | None = 300.0,
             # The file may have been removed or replaced after we opened it: then
             # the lock we hold guards nothing and we start over.
             try:
-                current = os.stat(path)
+                current = os.lstat(path)
             except FileNotFoundError:
                 current = None
             mine = os.fstat(fd)
@@ -100,6 +152,8 @@ def locked(config_dir: str | Path, timeout: float | None = 300.0,
         break
 
     try:
+        # Checked under the lock, before any write: a refused command changes nothing.
+        refuse_symlinks(root / name for name in GUARDED)
         # Who holds it, for the "waiting" message of the next caller.
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()} ({Path(sys.argv[0]).name})\n".encode(), 0)
@@ -109,20 +163,22 @@ def locked(config_dir: str | Path, timeout: float | None = 300.0,
 
 
 def _split(data: bytes) -> list[str]:
-    text = data.decode("utf-8", errors="surrogateescape").replace("\r\n", "\n")
-    # split("\n"), not splitlines(): form feeds and U+2028 are not line ends here.
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return lines
+    # The reader's splitter (ops.configdir): "\n" only, CRLF tolerated; form feeds
+    # and U+2028 are not line ends.
+    return split_lines(data.decode("utf-8", errors="surrogateescape"))
+
+
+def _read(path: Path) -> bytes | None:
+    """The file's bytes, None when absent; `UnsafePath` for a symbolic link."""
+    try:
+        return read_file(path)
+    except SymlinkRefused:
+        raise _symlink_error(path) from None
 
 
 def read_lines(path: str | Path) -> list[str]:
     """The file's lines without terminators (CRLF tolerated); [] when absent."""
-    try:
-        return _split(Path(path).read_bytes())
-    except FileNotFoundError:
-        return []
+    return _split(_read(Path(path)) or b"")
 
 
 def _new_file_owner(directory: Path) -> tuple[int, int]:
@@ -136,17 +192,24 @@ def write_atomic(path: str | Path, data: bytes, mode: int | None = None) -> None
     """Replace `path` with `data` through a temporary file and rename(2).
 
     Mode and owner are those of the file being replaced; a new file gets
-    `mode` (default 0644) and the owner of its directory.
+    `mode` (default 0644) and the owner of its directory. A secret file
+    (`is_secret`) is 0600 whatever mode it had or was asked for. A symbolic
+    link at `path` is refused (`UnsafePath`): its target's mode and owner are
+    never copied, and nothing is written through it.
     """
     path = Path(path)
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        st = path.stat()
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise _symlink_error(path)
         new_mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
     except FileNotFoundError:
         new_mode = 0o644 if mode is None else mode
         uid, gid = _new_file_owner(directory)
+    if is_secret(path):
+        new_mode = 0o600
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -169,6 +232,16 @@ def write_atomic(path: str | Path, data: bytes, mode: int | None = None) -> None
         os.close(dfd)
 
 
+def _secret_mode(path: Path) -> None:
+    """0600 for a secret file left unchanged (chmod keeps the mtime the poller watches)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_mode & 0o7777 != 0o600:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def rewrite(path: str | Path, transform: Callable[[list[str]], list[str]], mode: int | None = None) -> bool:
     """Apply `transform` to the file's lines and write the result atomically.
 
@@ -177,13 +250,12 @@ def rewrite(path: str | Path, transform: Callable[[list[str]], list[str]], mode:
     The file is created when absent. Returns whether the bytes on disk changed.
     """
     path = Path(path)
-    try:
-        before = path.read_bytes()
-    except FileNotFoundError:
-        before = None
+    before = _read(path)
     new = transform(_split(before or b""))
     data = "".join(line + "\n" for line in new).encode("utf-8", errors="surrogateescape")
     if data == before:
+        if before is not None and is_secret(path):
+            _secret_mode(path)
         return False
     write_atomic(path, data, mode)
     return True
@@ -247,7 +319,8 @@ def append_value(lines: list[str], key: str, value: str) -> list[str]:
     if i is None:
         return [*lines, f"{key} {value}"]
     out = list(lines)
-    out[i] = out[i].rstrip() + "," + value
+    # A key line without values (malformed, but it exists) gets its first one after a space.
+    out[i] = out[i].rstrip() + ("," if values_of(out[i], " ") else " ") + value
     return out
 
 

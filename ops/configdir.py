@@ -7,8 +7,11 @@ down. Pure standard library (runs in the container without pyinfra).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +35,11 @@ WATCHED = (
 @dataclass(frozen=True)
 class Problem:
     file: str
-    line: int
+    line: int            # 0: the file as a whole
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -89,31 +92,77 @@ class ConfigDir:
         return next((a for a in self.accounts if a.address == address), None)
 
 
-def _lines(path: Path):
+def split_lines(text: str) -> list[str]:
+    """The lines of `text` without terminators: split on "\\n" only, CRLF tolerated.
+
+    Not `str.splitlines()`: a form feed, a lone CR, U+2028 and the other Unicode
+    line separators stay inside their line (where validation can reject them),
+    exactly as Postfix, Dovecot and docker-mailserver's shell scripts see the
+    file. The one splitter of the config folder: `mailwright.configwrite` uses it
+    too, so the writer and the reader agree on what a line is.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+class SymlinkRefused(Exception):
+    """A file inside the config folder is a symbolic link."""
+
+
+def read_file(path: Path) -> bytes | None:
+    """The bytes of a regular file; None when absent or not a regular file.
+
+    Opened with O_NOFOLLOW: a symbolic link inside the config folder raises
+    `SymlinkRefused` instead of reading its target (this runs as root and the
+    folder may be writable by an unprivileged user). The folder itself may be a
+    symbolic link: whoever places it is trusted, like the folder's content.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP and os.path.islink(path):
+            raise SymlinkRefused(str(path)) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return None
+        return f.read()
+
+
+def _lines(text: str | None):
     """(line number, stripped line) of the non-blank, non-comment lines; CRLF tolerated."""
-    if not path.is_file():
-        return
-    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for n, line in enumerate(split_lines(text or ""), 1):
         line = line.strip()
         if line and not line.startswith("#"):
             yield n, line
 
 
-def _joined(path: Path):
-    """Like `_lines`, but an indented line continues the previous one (main.cf syntax)."""
-    if not path.is_file():
-        return
-    current: list = []
-    for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
-        if raw[:1].isspace() and raw.strip() and current:
-            current[1] += " " + raw.strip()
-            continue
-        if current:
-            yield tuple(current)
+def _joined(text: str | None):
+    """Like `_lines`, but an indented line continues the previous one (main.cf syntax).
+
+    The parts of a logical line are collected and joined once: linear in the
+    size of the file, however many continuation lines it has."""
+    start, parts = 0, []
+    for n, raw in enumerate(split_lines(text or ""), 1):
+        if raw[:1].isspace() and parts:
+            part = raw.strip()
+            if part:
+                parts.append(part)
+                continue
+        if parts:
+            yield start, " ".join(parts)
         line = raw.strip()
-        current = [n, line] if line and not line.startswith("#") else []
-    if current:
-        yield tuple(current)
+        start, parts = (n, [line]) if line and not line.startswith("#") else (0, [])
+    if parts:
+        yield start, " ".join(parts)
+
+
+# A key of postfix-sasl-password.cf that may be named in a message: @domain, domain, [host] or [host]:port.
+RELAY_KEY = re.compile(r"^(@?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|\[[a-z0-9.:-]+\])(:[0-9]+)?$")
 
 
 def read(path: str | Path) -> ConfigDir:
@@ -125,13 +174,40 @@ def read(path: str | Path) -> ConfigDir:
         cfg.problems.append(p)
         log.error("%s (%s)", p, outcome)
 
+    def content(name: str, verbatim: bool = False) -> str | None:
+        """A file's text, or None (absent, refused or unreadable: a problem says why).
+        `verbatim` files are handed on as they are: one that is not UTF-8 is
+        skipped rather than altered."""
+        try:
+            data = read_file(root / name)
+        except SymlinkRefused:
+            problem(name, 0, "is a symbolic link; symbolic links inside the config folder are not followed: "
+                    "replace it by the file itself", outcome="file skipped")
+            return None
+        except OSError as e:
+            problem(name, 0, f"cannot be read ({e.strerror})", outcome="file skipped")
+            return None
+        if data is None:
+            return None
+        if not verbatim:
+            return data.decode(errors="replace")
+        try:
+            return data.decode()
+        except UnicodeDecodeError as e:
+            problem(name, 0, f"is not valid UTF-8 (byte offset {e.start})", outcome="file skipped")
+            return None
+
     seen: set[str] = set()
-    for n, line in _lines(root / "postfix-accounts.cf"):
+    for n, line in _lines(content("postfix-accounts.cf")):
+        # Messages name the address only once it is valid: the rest of the
+        # line (and a line without '|' as a whole) may hold a hash or a password.
         parts = line.split("|", 2)
         address = parts[0].strip().lower()
-        if len(parts) < 2 or not ADDRESS.match(address):
-            # Only the address part: the rest of the line may be a password.
-            problem("postfix-accounts.cf", n, f"expected 'user@domain|{{SCHEME}}hash', got {parts[0].strip()!r}")
+        if len(parts) < 2:
+            problem("postfix-accounts.cf", n, "expected 'user@domain|{SCHEME}hash': no '|' separator")
+        elif not ADDRESS.match(address):
+            problem("postfix-accounts.cf", n, "expected 'user@domain|{SCHEME}hash': "
+                    "the first field is not a valid address")
         elif not HASH.match(parts[1].strip()):
             problem("postfix-accounts.cf", n, f"{address}: the password field is not a '{{SCHEME}}hash'")
         elif address in seen:
@@ -142,7 +218,7 @@ def read(path: str | Path) -> ConfigDir:
 
     alias_line: dict[str, int] = {}
     alias_index: dict[str, int] = {}
-    for n, line in _lines(root / "postfix-virtual.cf"):
+    for n, line in _lines(content("postfix-virtual.cf")):
         parts = line.split(None, 1)
         if len(parts) != 2:
             problem("postfix-virtual.cf", n, f"expected 'alias target[,target…]', got {line!r}")
@@ -165,20 +241,20 @@ def read(path: str | Path) -> ConfigDir:
             alias_line[alias], alias_index[alias] = n, len(cfg.aliases)
             cfg.aliases.append((alias, targets))
 
-    for n, line in _lines(root / "postfix-regexp.cf"):
+    for n, line in _lines(content("postfix-regexp.cf")):
         if not re.match(r"^/.+/[a-zA-Z]*\s+\S", line) and not re.match(r"^(if|endif)\b", line):
             problem("postfix-regexp.cf", n, f"expected '/pattern/ target', got {line!r}")
         else:
             cfg.regexp.append(line)
 
-    for n, line in _lines(root / "postfix-aliases.cf"):
+    for n, line in _lines(content("postfix-aliases.cf")):
         name, sep, value = line.partition(":")
         if not sep or not name.strip() or not value.strip():
             problem("postfix-aliases.cf", n, f"expected 'name: target', got {line!r}")
         else:
             cfg.local_aliases.append((name.strip().lower(), value.strip()))
 
-    for n, line in _lines(root / "dovecot-quotas.cf"):
+    for n, line in _lines(content("dovecot-quotas.cf")):
         address, sep, size = line.partition(":")
         address = address.strip().lower()
         if not sep or not ADDRESS.match(address) or not QUOTA.match(size.strip()):
@@ -186,21 +262,26 @@ def read(path: str | Path) -> ConfigDir:
         else:
             cfg.quotas[address] = size.strip()
 
-    for n, line in _lines(root / "dovecot-masters.cf"):
+    for n, line in _lines(content("dovecot-masters.cf")):
         user, sep, hashed = line.partition("|")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9._@+-]+", user.strip()) or not HASH.match(hashed.strip()):
-            problem("dovecot-masters.cf", n, f"expected 'masteruser|{{SCHEME}}hash', got {line!r}")
+        if not sep:
+            problem("dovecot-masters.cf", n, "expected 'masteruser|{SCHEME}hash': no '|' separator")
+        elif not re.fullmatch(r"[A-Za-z0-9._@+-]+", user.strip()):
+            problem("dovecot-masters.cf", n, "expected 'masteruser|{SCHEME}hash': the user name is not valid "
+                    "(letters, digits and . _ @ + - only)")
+        elif not HASH.match(hashed.strip()):
+            problem("dovecot-masters.cf", n, f"{user.strip()}: the password field is not a '{{SCHEME}}hash'")
         else:
             cfg.masters.append((user.strip(), hashed.strip()))
 
-    for n, line in _joined(root / "postfix-main.cf"):
+    for n, line in _joined(content("postfix-main.cf")):
         name, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
             problem("postfix-main.cf", n, f"expected 'parameter = value', got {line!r}")
         else:
             cfg.postfix_main.append((name.strip(), value.strip()))
 
-    for n, line in _lines(root / "postfix-master.cf"):
+    for n, line in _lines(content("postfix-master.cf")):
         key, sep, value = line.partition("=")
         if not sep or not re.fullmatch(r"[^/\s]+/(inet|unix|fifo|pass|unix-dgram)/[a-z0-9_]+", key.strip()):
             problem("postfix-master.cf", n, f"expected 'service/type/parameter=value', got {line!r}")
@@ -208,14 +289,14 @@ def read(path: str | Path) -> ConfigDir:
             cfg.postfix_master.append((key.strip(), value.strip()))
 
     for name, target in (("postfix-send-access.cf", cfg.send_access), ("postfix-receive-access.cf", cfg.receive_access)):
-        for n, line in _lines(root / name):
+        for n, line in _lines(content(name)):
             parts = line.split()
             if len(parts) < 2:
                 problem(name, n, f"expected 'address ACTION', got {line!r}")
             else:
                 target.append((parts[0].lower(), " ".join(parts[1:])))
 
-    for n, line in _lines(root / "postfix-relaymap.cf"):
+    for n, line in _lines(content("postfix-relaymap.cf")):
         parts = line.split()
         if not parts[0].startswith("@") or not DOMAIN.match(parts[0][1:].lower()) or len(parts) > 2 \
                 or (len(parts) == 2 and not re.fullmatch(r"\[[^\]\s]+\](:[0-9]+)?", parts[1])):
@@ -223,20 +304,27 @@ def read(path: str | Path) -> ConfigDir:
         else:
             cfg.relaymap.append((parts[0].lower(), parts[1] if len(parts) == 2 else ""))
 
-    for n, line in _lines(root / "postfix-sasl-password.cf"):
+    for n, line in _lines(content("postfix-sasl-password.cf")):
         parts = line.split(None, 1)
-        if len(parts) != 2 or ":" not in parts[1]:
-            problem("postfix-sasl-password.cf", n, f"expected '@domain user:password', got {parts[0]!r} …")
+        # The key is named only when it looks like one (a line missing its key
+        # starts with the user:password); the rest of the line never is.
+        key = parts[0].lower()
+        if len(parts) != 2:
+            problem("postfix-sasl-password.cf", n, "expected '@domain user:password': only one field")
+        elif ":" not in parts[1]:
+            named = f"{key}: " if RELAY_KEY.match(key) else ""
+            problem("postfix-sasl-password.cf", n, f"{named}expected 'user:password' after the key")
         else:
             cfg.relay_auth.append((parts[0].lower(), parts[1].strip()))
 
-    if (root / "dovecot.cf").is_file():
-        cfg.dovecot_cf = (root / "dovecot.cf").read_text()
+    cfg.dovecot_cf = content("dovecot.cf", verbatim=True) or ""
     for which in ("before", "after"):
-        f = root / f"{which}.dovecot.sieve"
-        if f.is_file():
-            cfg.global_sieve[which] = f.read_text()
+        script = content(f"{which}.dovecot.sieve", verbatim=True)
+        if script is not None:
+            cfg.global_sieve[which] = script
     for f in sorted(root.glob("*@*.dovecot.sieve")):
-        cfg.user_sieve[f.name[: -len(".dovecot.sieve")].lower()] = f.read_text()
+        script = content(f.name, verbatim=True)
+        if script is not None:
+            cfg.user_sieve[f.name[: -len(".dovecot.sieve")].lower()] = script
     cfg.user_patches = (root / "user-patches.sh").is_file()
     return cfg

@@ -148,6 +148,12 @@ def config_dkim(ctx: Context, args: list[str]) -> int:
             new_keys[domain] = _openssl(["genrsa", "-traditional", keysize])
 
     with ctx.locked():
+        # No symbolic link on the way to what we write (checked before the first
+        # write, so a refused command writes nothing): `opendkim/` itself is
+        # checked by the lock, the rest here.
+        cw.refuse_symlinks([base / "keys", *(base / name for name in ("KeyTable", "SigningTable", "TrustedHosts")),
+                            *(p for d in domains for p in (base / "keys" / d, base / "keys" / d / f"{selector}.private",
+                                                           base / "keys" / d / f"{selector}.txt"))])
         _mkdir(base, ctx.config_dir)
         for domain in domains:
             keydir = base / "keys" / domain

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from mailwright.configwrite import LockTimeout
+from mailwright.configwrite import LockTimeout, UnsafePath
 
 from . import accounts, aliases, dkim, misc, relay
 from .common import CliError, Context, UsageExit
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.log("error", str(e))
         ctx.log("error", "Aborting")
         return e.code
-    except LockTimeout as e:
+    except (LockTimeout, UnsafePath) as e:
         ctx.log("error", str(e))
         return 1
     except KeyboardInterrupt:
