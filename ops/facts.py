@@ -11,7 +11,9 @@ class ConfigDrift(FactBase):
     """Generated files that differ from what the settings and config folder ask for.
 
     Runs the configure stage in check mode on the target; "unknown" when the
-    runtime is not there yet (a first deploy, before the upload).
+    runtime is not there yet (a first deploy, before the upload). A reload that
+    failed in an earlier run ("pending reload <daemon>") is drift too: the
+    operation's `--reload` run retries it.
     """
 
     def command(self, only: str | None = None) -> str:
@@ -22,7 +24,7 @@ class ConfigDrift(FactBase):
     def process(self, output: list[str]) -> list[str]:
         # Only "changed <path>" lines are drift; "unknown" makes the operation run and
         # show the configure stage's own error.
-        return [line for line in output if line.startswith("changed ") or line == "unknown"]
+        return [line for line in output if line.startswith(("changed ", "pending reload ")) or line == "unknown"]
 
 
 class InitRunning(FactBase):
