@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 RUNTIME = "/opt/mailwright"
@@ -37,3 +39,19 @@ class InitRunning(FactBase):
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]
+
+
+class LooseSecrets(FactBase):
+    """Secret files of the config folder (by name, or anywhere below `dirs`) that others than root may read."""
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, root: str, names: tuple[str, ...], dirs: tuple[str, ...]) -> str:
+        q = shlex.quote
+        match = [f"-path {q(f'{root}/{n}')}" for n in names] + [f"-path {q(f'{root}/{d}/*')}" for d in dirs]
+        return f"find {q(root)} -type f \\( {' -o '.join(match)} \\) -perm /077 -print 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line]
