@@ -76,3 +76,12 @@ def test_bad_global_sieve_does_not_stop_the_postfix_reload(image, tls, tmp_path)
         assert c.exec("test", "-e", "/run/mailwright/pending-reloads", check=False).returncode != 0
     finally:
         c.remove()
+
+
+@pytest.mark.parametrize("target", ["vps"], indirect=True)
+def test_vps_config_folder_is_roots_alone(target):
+    """The seeded config folder holds password hashes: root's alone, the accounts file 0600 (7.6)."""
+    folder = target.config_dir
+    assert target.exec("stat", "-c", "%a %U", folder).stdout.split() == ["700", "root"]
+    assert target.exec("stat", "-c", "%a", f"{folder}/postfix-accounts.cf").stdout.strip() == "600"
+    assert target.exec("test", "-e", "/run/mailwright/pending-reloads", check=False).returncode != 0
