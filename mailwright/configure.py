@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         for f, _ in outcome.failed:
             print(f"changed {f.path}")
         for daemon in sorted(read_pending()):
-            print(f"pending reload {daemon}")
+            if args.only is None or daemon == args.only:     # what a `--reload` run of this part retries
+                print(f"pending reload {daemon}")
     elif args.reload:
         try:
             errors += reload(settings.MAILWRIGHT_INIT, outcome.reloads, args.only)

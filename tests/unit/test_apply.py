@@ -262,6 +262,8 @@ def test_check_mode_reports_a_pending_reload(stage, capsys):
     from mailwright import configure
     assert configure.main(["--check"]) == 0
     assert capsys.readouterr().out.splitlines() == ["pending reload dovecot"]
+    assert configure.main(["--check", "--only", "postfix"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 # --- the supervisor's change detection (mailwright/lib.sh `fingerprint`) -------------------------
