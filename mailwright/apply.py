@@ -2,6 +2,12 @@
 
 Each write is atomic (temp file in the same directory, fsync, rename), so a
 daemon never reads half a file and a crash never leaves one behind.
+
+One file that cannot be made true (its `after` command fails, its directory is
+read-only, the disk is full) does not stop the others: `converge` goes on and
+reports it, and the daemons of the files that were written still get reloaded
+(a file written but never reloaded would no longer differ at the next run, so
+its daemon would never load it).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import pwd
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -75,19 +82,74 @@ def write(f: ConfigFile) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:
-        for command in f.after:
-            subprocess.run(command, shell=True, check=True, capture_output=True)
-    except subprocess.CalledProcessError as e:
-        # Without the file the next run sees a difference again and retries the command.
-        path.unlink(missing_ok=True)
-        raise RuntimeError(f"{f.path}: `{e.cmd}` failed: {(e.stderr or b'').decode().strip()}") from e
+    for command in f.after:
+        result = subprocess.run(command, shell=True, capture_output=True)
+        if result.returncode != 0:
+            # Without the file the next run sees a difference again and retries the command.
+            path.unlink(missing_ok=True)
+            raise CommandFailed(f.path, command, result.returncode, result.stderr)
+
+
+class CommandFailed(Exception):
+    """A file's `after` command failed: one line naming the file and the command."""
+
+    def __init__(self, path: str, command: str, status: int, stderr: bytes = b""):
+        detail = "; ".join(line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip())
+        super().__init__(f"{path}: `{command}` failed (exit status {status})" + (f": {detail[:500]}" if detail else ""))
+
+
+def _reason(f: ConfigFile, e: Exception) -> str:
+    if isinstance(e, CommandFailed):
+        return str(e)
+    if isinstance(e, KeyError):
+        return f"{f.path}: no such user or group {e.args[0]!r}"
+    if isinstance(e, OSError):
+        return f"{f.path}: cannot write: {e.strerror or e}"
+    return f"{f.path}: {e}"
+
+
+@dataclass
+class Outcome:
+    changed: list[ConfigFile] = field(default_factory=list)           # differed (with `check`: would change)
+    failed: list[tuple[ConfigFile, str]] = field(default_factory=list)  # not made true, and why (one line)
+
+    @property
+    def written(self) -> list[ConfigFile]:
+        bad = {id(f) for f, _ in self.failed}
+        return [f for f in self.changed if id(f) not in bad]
+
+    @property
+    def reloads(self) -> set[str]:
+        """The daemons to reload: those of the files actually written."""
+        return {d for f in self.written for d in f.reloads}
+
+
+def converge(files: list[ConfigFile], check: bool = False) -> Outcome:
+    """Make every file true that can be; a failing file is reported, not fatal to the others."""
+    out = Outcome()
+    for f in files:
+        try:
+            if not differs(f):
+                continue
+            out.changed.append(f)
+            if not check:
+                write(f)
+        except (OSError, KeyError, CommandFailed) as e:
+            if not out.changed or out.changed[-1] is not f:
+                out.changed.append(f)
+            out.failed.append((f, _reason(f, e)))
+    return out
+
+
+class ApplyError(Exception):
+    def __init__(self, outcome: Outcome):
+        self.outcome = outcome
+        super().__init__("; ".join(reason for _, reason in outcome.failed))
 
 
 def apply(files: list[ConfigFile], check: bool = False) -> list[ConfigFile]:
-    """Return the files that differed; with `check`, change nothing."""
-    changed = [f for f in files if differs(f)]
-    if not check:
-        for f in changed:
-            write(f)
-    return changed
+    """Return the files that differed; with `check`, change nothing. Raises `ApplyError` if one failed."""
+    out = converge(files, check)
+    if out.failed:
+        raise ApplyError(out)
+    return out.changed

@@ -6,6 +6,13 @@ the config folder, and makes every generated file true. Prints one
 `changed <path>` line per file that differed. With `--check`, changes nothing
 (the pyinfra fact behind `ops.operations.configure`). With `--reload`, reloads
 the daemons whose files changed.
+
+A file that cannot be made true is reported on one `ERROR` line naming it (and
+the failing command) and the run ends with status 1, but the other files are
+still written and their daemons reloaded. A reload that fails stays pending in
+PENDING and is retried by the next `--reload` run (the supervisor runs one at
+its next poll while the file exists). The file lives under /run: a reboot
+starts every daemon afresh on the current files, so nothing is pending then.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from mailwright import apply, services
 from ops import plan
@@ -25,8 +35,61 @@ PARTS = {
 }
 
 
+PENDING = Path("/run/mailwright/pending-reloads")
+
+
 def part_of(path: str) -> str:
     return next((name for name, prefixes in PARTS.items() if path.startswith(prefixes)), "system")
+
+
+def read_pending(path: Path | None = None) -> set[str]:
+    path = path or PENDING
+    try:
+        return {line.strip() for line in path.read_text().splitlines()} & set(PARTS)
+    except FileNotFoundError:
+        return set()
+
+
+def write_pending(daemons: set[str], path: Path | None = None) -> None:
+    path = path or PENDING
+    if not daemons:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(d + "\n" for d in sorted(daemons)))
+    os.replace(tmp, path)
+
+
+def reload(init: str, daemons: set[str], only: str | None = None, pending: Path | None = None) -> list[str]:
+    """Reload `daemons` and those still pending from an earlier run; return one error line per failure.
+
+    The set is recorded before the first reload, so a run killed half-way leaves it pending too.
+    """
+    pending = pending or PENDING
+    earlier = read_pending(pending)
+    todo = daemons | {d for d in earlier if only is None or d == only}
+    if not todo:
+        return []
+    write_pending(earlier | todo, pending)
+    errors, failed = [], set()
+    for daemon in sorted(todo):
+        try:
+            services.reload(init, daemon)
+        except subprocess.CalledProcessError as e:
+            failed.add(daemon)
+            detail = "; ".join(line.strip() for line in (e.stderr or "").splitlines() if line.strip())
+            errors.append(f"reloading {daemon}: `{' '.join(e.cmd)}` failed (exit status {e.returncode})"
+                          + (f": {detail[:500]}" if detail else "") + "; retried at the next run")
+            continue
+        except OSError as e:
+            failed.add(daemon)
+            errors.append(f"reloading {daemon}: {e.strerror or e}; retried at the next run")
+            continue
+        print(f"reloaded {daemon}")
+    write_pending((earlier - todo) | failed, pending)
+    return errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,14 +112,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.only:
         files = [f for f in files if part_of(f.path) == args.only]
-    changed = apply.apply(files, check=args.check)
-    for f in changed:
+    outcome = apply.converge(files, check=args.check)
+    for f in outcome.written:
         print(f"changed {f.path}")
-    if args.reload and not args.check:
-        for daemon in sorted({d for f in changed for d in f.reloads}):
-            services.reload(settings.MAILWRIGHT_INIT, daemon)
-            print(f"reloaded {daemon}")
-    return 0
+    errors = [reason for _, reason in outcome.failed]
+    if args.check:
+        for f, _ in outcome.failed:
+            print(f"changed {f.path}")
+        for daemon in sorted(read_pending()):
+            if args.only is None or daemon == args.only:     # what a `--reload` run of this part retries
+                print(f"pending reload {daemon}")
+    elif args.reload:
+        try:
+            errors += reload(settings.MAILWRIGHT_INIT, outcome.reloads, args.only)
+        except OSError as e:                  # the pending file itself
+            errors.append(f"{PENDING}: {e.strerror or e}")
+    for line in errors:
+        print(f"ERROR mailwright: {line}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

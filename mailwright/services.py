@@ -32,7 +32,8 @@ def running(daemon: str) -> bool:
 
 
 def reload(init: str, daemon: str) -> None:
+    """Raises `subprocess.CalledProcessError` (with the command's stderr) when the reload fails."""
     if init == "systemd":
-        subprocess.run(["systemctl", "reload-or-restart", UNITS[daemon]], check=True)
+        subprocess.run(["systemctl", "reload-or-restart", UNITS[daemon]], check=True, capture_output=True, text=True)
     elif running(daemon):
-        subprocess.run(RELOAD[daemon], check=True, capture_output=True)
+        subprocess.run(RELOAD[daemon], check=True, capture_output=True, text=True)

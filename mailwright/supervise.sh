@@ -20,6 +20,7 @@ RUNTIME=$(dirname "$(dirname "$(readlink -f "$0")")")
 . "$RUNTIME/mailwright/lib.sh"
 LOCK="$MW_CONFIG_DIR/check-for-changes.sh.lock"
 WATCH_LIST=/etc/mailwright/watch
+PENDING=/run/mailwright/pending-reloads     # mailwright.configure: reloads to retry
 stopping=
 reconfigure=
 
@@ -51,12 +52,6 @@ stop_all() {
     for d in $MW_DAEMONS; do eval "kill -KILL \"\$pid_$d\"" 2>/dev/null; done
 }
 
-fingerprint() {
-    # Paths that do not exist print nothing, so a new file changes the sum too.
-    # shellcheck disable=SC2046
-    stat -c '%n %.9Y %s %i' $(cat "$WATCH_LIST" 2>/dev/null) "$MW_CONFIG_DIR" 2>/dev/null | cksum
-}
-
 configure() {
     # Under `setup`'s lock: configure never reads half an edit, and the fingerprint
     # taken before it runs makes an edit made meanwhile show up at the next poll.
@@ -66,9 +61,14 @@ configure() {
         flock 9
         locked=1
     fi
-    seen=$(fingerprint)
+    seen=$(fingerprint "$WATCH_LIST" "$MW_CONFIG_DIR")
     (cd "$RUNTIME" && PYTHONPATH="$RUNTIME" python3 -m mailwright.configure --reload) 2>&1 |
-        while IFS= read -r line; do log INFO "$line"; done
+        while IFS= read -r line; do
+            case $line in
+                "ERROR mailwright: "*) log ERROR "${line#ERROR mailwright: }" ;;
+                *) log INFO "$line" ;;
+            esac
+        done
     [ -n "$locked" ] && exec 9>&-
 }
 
@@ -94,7 +94,7 @@ if [ "$MW_MODE" != watch ]; then
     log INFO "$MW_FQDN is up and running"
 fi
 
-seen=$(fingerprint)
+seen=$(fingerprint "$WATCH_LIST" "$MW_CONFIG_DIR")
 failures=0
 while [ -z "$stopping" ]; do
     sleep "$MW_POLL" &
@@ -114,7 +114,8 @@ while [ -z "$stopping" ]; do
             start "$d"
         done
     fi
-    if [ "$(fingerprint)" != "$seen" ] || [ -n "$reconfigure" ]; then
+    # A reload that failed stays pending: retried at every poll until it succeeds.
+    if [ "$(fingerprint "$WATCH_LIST" "$MW_CONFIG_DIR")" != "$seen" ] || [ -n "$reconfigure" ] || [ -e "$PENDING" ]; then
         reconfigure=
         configure
     fi

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
 
 RUNTIME = "/opt/mailwright"
@@ -11,7 +13,9 @@ class ConfigDrift(FactBase):
     """Generated files that differ from what the settings and config folder ask for.
 
     Runs the configure stage in check mode on the target; "unknown" when the
-    runtime is not there yet (a first deploy, before the upload).
+    runtime is not there yet (a first deploy, before the upload). A reload that
+    failed in an earlier run ("pending reload <daemon>") is drift too: the
+    operation's `--reload` run retries it.
     """
 
     def command(self, only: str | None = None) -> str:
@@ -22,7 +26,7 @@ class ConfigDrift(FactBase):
     def process(self, output: list[str]) -> list[str]:
         # Only "changed <path>" lines are drift; "unknown" makes the operation run and
         # show the configure stage's own error.
-        return [line for line in output if line.startswith("changed ") or line == "unknown"]
+        return [line for line in output if line.startswith(("changed ", "pending reload ")) or line == "unknown"]
 
 
 class InitRunning(FactBase):
@@ -35,3 +39,19 @@ class InitRunning(FactBase):
 
     def process(self, output: list[str]) -> bool:
         return output == ["yes"]
+
+
+class LooseSecrets(FactBase):
+    """Secret files of the config folder (by name, or anywhere below `dirs`) that others than root may read."""
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def command(self, root: str, names: tuple[str, ...], dirs: tuple[str, ...]) -> str:
+        q = shlex.quote
+        match = [f"-path {q(f'{root}/{n}')}" for n in names] + [f"-path {q(f'{root}/{d}/*')}" for d in dirs]
+        return f"find {q(root)} -type f \\( {' -o '.join(match)} \\) -perm /077 -print 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line]

@@ -5,11 +5,16 @@ Starts `mailwright:latest` the way a docker-mailserver user would (a
 self-signed certificate made here, proves it works by sending on 587 and reading
 on 993, then prints how to do the same by hand. Everything lives under
 `out/demo/`; `make down` removes the container (the data stays).
+
+The container runs with --network host: when another server already holds one
+of its ports, `up` stops before starting anything and names the port and,
+where /proc shows it, the process (and container) holding it.
 """
 
 from __future__ import annotations
 
 import imaplib
+import re
 import secrets
 import smtplib
 import socket
@@ -22,22 +27,84 @@ from pathlib import Path
 
 import trustme
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))        # run as a script: bench/ is not installed
+
+from bench.memory import PROC, listening_inodes, socket_inodes_of  # noqa: E402
+from bench.probes import port_in_use  # noqa: E402
+
 with warnings.catch_warnings():
     # Python 3.11's crypt makes SHA512-CRYPT hashes as docker-mailserver's do; it warns of 3.13.
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt
 
-ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "out" / "demo"
 DOCKER = "/usr/bin/docker"
 NAME = "mailwright-demo"
 FQDN = "mail.example.test"
 ACCOUNT = "demo@example.test"
 ENV_FILE = Path(__file__).resolve().parent / "demo.env"
+# What the demo's container binds on the host (demo.env: POP3 on, ManageSieve off).
+PORTS = (25, 110, 143, 465, 587, 993, 995)
+CONTAINER_ID = re.compile(r"(?:docker-|/docker/)([0-9a-f]{64})")
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([DOCKER, *args], check=check, capture_output=True, text=True)
+
+
+def container_of(pid: int, proc: Path = PROC) -> str | None:
+    """The name (or short id) of the Docker container a process runs in, if it runs in one."""
+    try:
+        m = CONTAINER_ID.search((proc / str(pid) / "cgroup").read_text())
+    except OSError:
+        return None
+    if not m:
+        return None
+    try:
+        name = docker("ps", "--no-trunc", "--filter", f"id={m.group(1)}", "--format", "{{.Names}}",
+                      check=False).stdout.strip()
+    except OSError:
+        name = ""
+    return name or m.group(1)[:12]
+
+
+def port_holders(port: int, proc: Path = PROC) -> list[str]:
+    """'<command> (pid N[, container X])' for each process with a socket listening on `port`."""
+    inodes = listening_inodes(port, proc / "net")
+    holders = []
+    for entry in proc.iterdir() if inodes else ():
+        if not entry.name.isdigit() or not socket_inodes_of([int(entry.name)], proc) & inodes:
+            continue
+        pid = int(entry.name)
+        try:
+            command = (entry / "comm").read_text().strip()
+        except OSError:
+            command = "?"
+        where = container_of(pid, proc)
+        if command == "docker-proxy":           # a port published with -p: the proxy runs on the host
+            try:
+                where = docker("ps", "--filter", f"publish={port}", "--format", "{{.Names}}",
+                               check=False).stdout.strip().replace("\n", ", ") or None
+            except OSError:
+                where = None
+        holders.append(f"{command} (pid {pid}" + (f", container {where}" if where else "") + ")")
+    return holders
+
+
+def check_ports(ports: tuple[int, ...] | None = None, proc: Path = PROC) -> None:
+    """Stop with a message naming the first port taken, and who holds it."""
+    ports = ports or PORTS
+    for port in ports:
+        if not listening_inodes(port, proc / "net") and not port_in_use(port):
+            continue
+        holders = port_holders(port, proc)
+        who = (" by " + ", ".join(holders)) if holders else \
+            f" (by a process this user cannot see: `ss -ltnp 'sport = :{port}'` as root names it)"
+        sys.exit(f"port {port} is already taken{who}.\n"
+                 f"The demo server binds {', '.join(map(str, ports))} on this host (--network host): "
+                 "stop the other mail server first, or use it instead of the demo.")
 
 
 def prepare() -> str:
@@ -120,6 +187,8 @@ class IMAP4_SSL_Named(imaplib.IMAP4_SSL):
 
 
 def up() -> None:
+    docker("rm", "-f", NAME, check=False)     # an earlier demo's ports are ours to take
+    check_ports()
     password = prepare()
     start()
     prove(password)

@@ -252,3 +252,42 @@ def test_settings_file_is_private(deploy):
     r = ok(deploy(SYSTEMD))
     assert "/etc/dms-settings" in r.uploads
     assert "chmod 600 /etc/dms-settings" in r.commands_of("Effective settings (/etc/dms-settings)")
+
+
+def test_vps_config_folder_is_roots_alone_and_seeded_secrets_are_private(deploy, tmp_path):
+    source = tmp_path / "config"
+    (source / "opendkim" / "keys" / "example.test").mkdir(parents=True)
+    secrets = ["postfix-accounts.cf", "dovecot-masters.cf", "postfix-sasl-password.cf",
+               "opendkim/keys/example.test/mail.private"]
+    for name in secrets:
+        (source / name).write_text("secret\n")
+        (source / name).chmod(0o644)                       # the operator's umask, not a choice
+    (source / "postfix-virtual.cf").write_text("b@example.test a@example.test\n")
+    (source / "postfix-virtual.cf").chmod(0o666)
+    target = "/etc/mailwright/config"
+    r = ok(deploy({**SYSTEMD, "mailwright_config_source": str(source)}))
+    assert f"chmod 700 {target}" in r.commands_of("Config folder")
+    for name in secrets:
+        assert f"{target}/{name}" in r.uploads
+        assert f"chmod 600 {target}/{name}" in r.commands_of(f"Seed {name}"), name
+    assert f"chmod 644 {target}/postfix-virtual.cf" in r.commands_of("Seed postfix-virtual.cf")
+
+
+def test_container_config_folder_keeps_its_mode_but_secrets_are_private(deploy, tmp_path):
+    source = tmp_path / "config"
+    source.mkdir()
+    (source / "postfix-accounts.cf").write_text("a@example.test|{SHA512-CRYPT}$6$s$h\n")
+    (source / "postfix-accounts.cf").chmod(0o640)
+    r = ok(deploy({**CONTAINER, "mailwright_config_source": str(source)}))
+    assert "chmod 755 /tmp/docker-mailserver" in r.commands_of("Config folder")   # maybe the operator's own folder
+    assert "chmod 600 /tmp/docker-mailserver/postfix-accounts.cf" in r.commands_of("Seed postfix-accounts.cf")
+
+
+def test_secrets_already_on_the_target_are_made_private(deploy):
+    # An earlier deploy seeded them with the operator's mode: the next one tightens them (and only them).
+    loose = "/etc/mailwright/config/postfix-accounts.cf\n/etc/mailwright/config/opendkim/keys/example.test/mail.private"
+    r = ok(deploy(SYSTEMD, responses={"-perm /077 -print": loose, **exists("/etc/mailwright/config/postfix-accounts.cf"),
+                                      **exists("/etc/mailwright/config/opendkim/keys/example.test/mail.private")}))
+    assert "chmod 600 /etc/mailwright/config/postfix-accounts.cf" in r.commands_of("Make postfix-accounts.cf private")
+    assert r.op("Make opendkim/keys/example.test/mail.private private")
+    assert not ok(deploy(SYSTEMD)).ran("chmod 600 /etc/mailwright/config/")       # nothing loose: nothing done
