@@ -446,6 +446,7 @@ BAD = [
     (["relay", "exclude-domain", "-bad-.com"], "'-bad-.com' is not a valid domain"),
     (["config", "dkim", "keysize", "123"], "Keysize '123'"),
     (["config", "dkim", "selector", "bad selector"], "Selector 'bad selector'"),
+    (["config", "dkim", "selector", "mail\n"], "Selector 'mail\n'"),
     (["config", "dkim", "domain", "a.test,bad_domain"], "'bad_domain' is not a valid domain"),
     (["config", "dkim", "colour", "blue"], "Unknown option(s) colour blue"),
     (["config", "dkim", "keysize"], "No keysize provided after 'keysize' argument"),
