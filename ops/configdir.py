@@ -17,10 +17,48 @@ from pathlib import Path
 
 log = logging.getLogger("mailwright.config")
 
-ADDRESS = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
-DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
-QUOTA = re.compile(r"^([0-9]+[BkMGT]|0)$")
-HASH = re.compile(r"^\{[A-Z0-9.-]+\}\S+$")
+# The one rule for what may be written to and read from the config folder;
+# the `setup` CLI imports these. Every pattern is anchored with \A…\Z (not
+# ^…$, which accepts a trailing newline), so `.match` and `.fullmatch` agree.
+#
+# A local part is a dot-atom of RFC 5322 atext, lower case (addresses are
+# normalised), without '/' and '|' (path and field separators), without '%'
+# (Dovecot expands %variables in userdb fields; Postfix's percent hack), and
+# without leading, trailing or doubled dots: it becomes a directory name
+# (/var/mail/<domain>/<local>), a Dovecot home and a Sieve path, so '.' and
+# '..' must never pass. At most 64 characters (RFC 5321). It may not start
+# with '#': the line it starts would be a comment to every reader.
+LOCAL_ATEXT = r"[a-z0-9!#$&'*+=?^_`{}~-]"
+LOCAL_PART_RE = rf"(?!#)(?={LOCAL_ATEXT}[a-z0-9!#$&'*+=?^_`{{}}~.-]{{0,63}}(?![a-z0-9!#$&'*+=?^_`{{}}~.-])){LOCAL_ATEXT}+(?:\.{LOCAL_ATEXT}+)*"
+DOMAIN_RE = r"(?=[a-z0-9.-]{1,253}(?![a-z0-9.-]))[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+"
+LOCAL_PART = re.compile(rf"\A{LOCAL_PART_RE}\Z")
+DOMAIN = re.compile(rf"\A{DOMAIN_RE}\Z")
+ADDRESS = re.compile(rf"\A{LOCAL_PART_RE}@{DOMAIN_RE}\Z")
+# postfix-virtual.cf keys: user@domain, a bare local part, or @domain (catch-all).
+ALIAS_KEY = re.compile(rf"\A(?:{LOCAL_PART_RE}@{DOMAIN_RE}|{LOCAL_PART_RE}|@{DOMAIN_RE})\Z")
+# postfix-virtual.cf targets: user@domain or a bare local part.
+ALIAS_TARGET = re.compile(rf"\A(?:{LOCAL_PART_RE}@{DOMAIN_RE}|{LOCAL_PART_RE})\Z")
+# postfix-{send,receive}-access.cf keys (access(5)): user@domain, domain or @domain, user@.
+ACCESS_KEY = re.compile(rf"\A(?:{LOCAL_PART_RE}@{DOMAIN_RE}|@?{DOMAIN_RE}|{LOCAL_PART_RE}@)\Z")
+# dovecot-masters.cf user names.
+MASTER_NAME = re.compile(r"\A[A-Za-z0-9._@+-]{1,64}\Z")
+# postfix-relaymap.cf / postfix-sasl-password.cf keys: @domain, or a next hop [host]:port.
+RELAY_KEY = re.compile(rf"\A(?:@{DOMAIN_RE}|\[[a-z0-9.:-]+\](?::[0-9]{{1,5}})?|{DOMAIN_RE}(?::[0-9]{{1,5}})?)\Z")
+QUOTA = re.compile(r"\A(?:[0-9]+[BkMGT]|0)\Z")
+HASH = re.compile(r"\A\{[A-Z0-9.-]+\}\S+\Z")
+
+
+def valid_address(value: str) -> bool:
+    """`user@domain` (lower case) by the shared rule."""
+    return ADDRESS.fullmatch(value) is not None
+
+
+def valid_local_part(value: str) -> bool:
+    return LOCAL_PART.fullmatch(value) is not None
+
+
+def valid_domain(value: str) -> bool:
+    return DOMAIN.fullmatch(value) is not None
 
 # Files whose content feeds the generated configuration; the change poller
 # watches exactly these (plus certificates).
@@ -161,9 +199,6 @@ def _joined(text: str | None):
         yield start, " ".join(parts)
 
 
-# A key of postfix-sasl-password.cf that may be named in a message: @domain, domain, [host] or [host]:port.
-RELAY_KEY = re.compile(r"^(@?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|\[[a-z0-9.:-]+\])(:[0-9]+)?$")
-
 
 def read(path: str | Path) -> ConfigDir:
     root = Path(path)
@@ -205,10 +240,10 @@ def read(path: str | Path) -> ConfigDir:
         address = parts[0].strip().lower()
         if len(parts) < 2:
             problem("postfix-accounts.cf", n, "expected 'user@domain|{SCHEME}hash': no '|' separator")
-        elif not ADDRESS.match(address):
+        elif not ADDRESS.fullmatch(address):
             problem("postfix-accounts.cf", n, "expected 'user@domain|{SCHEME}hash': "
                     "the first field is not a valid address")
-        elif not HASH.match(parts[1].strip()):
+        elif not HASH.fullmatch(parts[1].strip()):
             problem("postfix-accounts.cf", n, f"{address}: the password field is not a '{{SCHEME}}hash'")
         elif address in seen:
             problem("postfix-accounts.cf", n, f"{address} is defined twice; the first entry is used")
@@ -225,9 +260,8 @@ def read(path: str | Path) -> ConfigDir:
             continue
         alias = parts[0].lower()
         targets = [t.strip().lower() for t in re.split(r"[,\s]+", parts[1]) if t.strip()]
-        bad = [t for t in targets if "@" in t and not ADDRESS.match(t)]
-        if not (ADDRESS.match(alias) or (alias.startswith("@") and DOMAIN.match(alias[1:]))
-                or re.fullmatch(r"[a-z0-9._+-]+", alias)):
+        bad = [t for t in targets if not ALIAS_TARGET.fullmatch(t)]
+        if not ALIAS_KEY.fullmatch(alias):
             problem("postfix-virtual.cf", n, f"{alias!r} is not an address, a local part or an @domain")
         elif bad:
             problem("postfix-virtual.cf", n, f"{alias}: invalid target {bad[0]!r}")
@@ -257,7 +291,7 @@ def read(path: str | Path) -> ConfigDir:
     for n, line in _lines(content("dovecot-quotas.cf")):
         address, sep, size = line.partition(":")
         address = address.strip().lower()
-        if not sep or not ADDRESS.match(address) or not QUOTA.match(size.strip()):
+        if not sep or not ADDRESS.fullmatch(address) or not QUOTA.fullmatch(size.strip()):
             problem("dovecot-quotas.cf", n, f"expected 'user@domain:SIZE' (SIZE like 10M or 0), got {line!r}")
         else:
             cfg.quotas[address] = size.strip()
@@ -266,10 +300,10 @@ def read(path: str | Path) -> ConfigDir:
         user, sep, hashed = line.partition("|")
         if not sep:
             problem("dovecot-masters.cf", n, "expected 'masteruser|{SCHEME}hash': no '|' separator")
-        elif not re.fullmatch(r"[A-Za-z0-9._@+-]+", user.strip()):
+        elif not MASTER_NAME.fullmatch(user.strip()):
             problem("dovecot-masters.cf", n, "expected 'masteruser|{SCHEME}hash': the user name is not valid "
                     "(letters, digits and . _ @ + - only)")
-        elif not HASH.match(hashed.strip()):
+        elif not HASH.fullmatch(hashed.strip()):
             problem("dovecot-masters.cf", n, f"{user.strip()}: the password field is not a '{{SCHEME}}hash'")
         else:
             cfg.masters.append((user.strip(), hashed.strip()))
@@ -291,14 +325,14 @@ def read(path: str | Path) -> ConfigDir:
     for name, target in (("postfix-send-access.cf", cfg.send_access), ("postfix-receive-access.cf", cfg.receive_access)):
         for n, line in _lines(content(name)):
             parts = line.split()
-            if len(parts) < 2:
+            if len(parts) < 2 or not ACCESS_KEY.fullmatch(parts[0].lower()):
                 problem(name, n, f"expected 'address ACTION', got {line!r}")
             else:
                 target.append((parts[0].lower(), " ".join(parts[1:])))
 
     for n, line in _lines(content("postfix-relaymap.cf")):
         parts = line.split()
-        if not parts[0].startswith("@") or not DOMAIN.match(parts[0][1:].lower()) or len(parts) > 2 \
+        if not parts[0].startswith("@") or not DOMAIN.fullmatch(parts[0][1:].lower()) or len(parts) > 2 \
                 or (len(parts) == 2 and not re.fullmatch(r"\[[^\]\s]+\](:[0-9]+)?", parts[1])):
             problem("postfix-relaymap.cf", n, f"expected '@domain [host]:port' or '@domain', got {line!r}")
         else:
@@ -312,8 +346,11 @@ def read(path: str | Path) -> ConfigDir:
         if len(parts) != 2:
             problem("postfix-sasl-password.cf", n, "expected '@domain user:password': only one field")
         elif ":" not in parts[1]:
-            named = f"{key}: " if RELAY_KEY.match(key) else ""
+            named = f"{key}: " if RELAY_KEY.fullmatch(key) else ""
             problem("postfix-sasl-password.cf", n, f"{named}expected 'user:password' after the key")
+        elif not RELAY_KEY.fullmatch(key):
+            problem("postfix-sasl-password.cf", n, "expected '@domain user:password': "
+                    "the key is not an @domain, an address or a [host]:port")
         else:
             cfg.relay_auth.append((parts[0].lower(), parts[1].strip()))
 

@@ -8,7 +8,6 @@ checks again under the lock, where the answer cannot change, and writes.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,8 +15,8 @@ from pathlib import Path
 from mailwright import configwrite as cw
 from ops import configdir
 
-from .common import CliError, Context, UsageExit, ask, at_most, expect_address, password_or_prompt, require, \
-    sha512_crypt, usage_text
+from .common import CliError, Context, UsageExit, ask, at_most, expect_address, one_line, password_or_prompt, \
+    require, sha512_crypt, usage_text
 
 ACCOUNTS = "postfix-accounts.cf"
 VIRTUAL = "postfix-virtual.cf"
@@ -26,8 +25,12 @@ MASTERS = "dovecot-masters.cf"
 
 ADD_USAGE = usage_text("email add <MAIL ACCOUNT> [<PASSWORD>]", """
 Add a mail account. Without a password on the command line you are asked for
-it twice, so it stays out of your shell history. The account can log in within
-DMS_CONFIG_POLL seconds; its mailbox is created then.
+it twice, so it stays out of your shell history. The mailbox folder
+(/var/mail/<domain>/<user>, with its home/) is created at once, owned by the
+vmail user; the account can log in within DMS_CONFIG_POLL seconds.
+The address is a dot-atom local part (letters, digits and ! # $ & ' * + = ? ^
+_ ` { } ~ - with single dots between them) at a domain name. Passwords are
+limited to 511 bytes, without line breaks or control characters.
 """, "setup email add user@example.com")
 UPDATE_USAGE = usage_text("email update <MAIL ACCOUNT> [<PASSWORD>]", """
 Change the password of an existing mail account (asked twice when omitted).
@@ -37,6 +40,10 @@ Delete mail accounts with their aliases entries and quotas.
   -y  also delete the mailbox data (/var/mail/<domain>/<user>) without asking
   -n  keep the mailbox data without asking
 Without either option you are asked whether to delete the mailbox data.
+With -y the mailbox data of an account goes first, its entries after: should
+the data not be removable, the command stops with exit status 1 and that
+account (with its entries) and the ones after it are kept; the accounts
+before it are deleted.
 """, "setup email del -y user@example.com")
 LIST_USAGE = usage_text("email list", """
 List the mail accounts with their quota usage and the aliases that point at them.
@@ -57,7 +64,7 @@ Delete Dovecot master users.
 """)
 MASTER_LIST_USAGE = usage_text("dovecot-master list", "List the Dovecot master users.")
 
-MASTER_NAME = re.compile(r"^[A-Za-z0-9._@+-]+$")   # what ops.configdir accepts in dovecot-masters.cf
+MASTER_NAME = configdir.MASTER_NAME      # what ops.configdir accepts in dovecot-masters.cf
 
 
 def _lines(ctx: Context, name: str) -> list[str]:
@@ -104,11 +111,53 @@ def _set_password(ctx: Context, args: list[str], program: str, usage: str, check
     with ctx.locked():
         check(ctx, address)
         _replace_account(ctx, address, hashed)
+        if check is _check_new_account:
+            _create_mailbox(ctx, address)
     return 0
 
 
 def email_add(ctx: Context, args: list[str]) -> int:
     return _set_password(ctx, args, "addmailuser", ADD_USAGE, _check_new_account)
+
+
+def _create_mailbox(ctx: Context, address: str) -> None:
+    """/var/mail/<domain>/<user>/home as Dovecot would create it (mail_location
+    /var/mail/%d/%n, home …/home in the userdb): 0700 directories (the setgid
+    bit of /var/mail is inherited) owned by the vmail user. Missing pieces only;
+    an existing folder is left as it is. When they cannot be given to the vmail
+    user (not root), they are removed again: Dovecot creates them itself at the
+    first delivery or login, which a root-owned folder would prevent."""
+    if not ctx.mail_root.is_dir():
+        ctx.log("debug", f"'{ctx.mail_root}' does not exist: the mailbox is created at the first delivery")
+        return
+    try:
+        _root, domain_dir, maildir = _mail_paths(ctx, address)
+    except CliError as e:
+        ctx.log("warn", f"The mailbox folder was not created: {e}")
+        return
+    uid, gid = ctx.settings.DMS_VMAIL_UID, ctx.settings.DMS_VMAIL_GID
+    created: list[Path] = []
+    try:
+        for d in (domain_dir, maildir, maildir / "home"):
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                if d.is_symlink() or not d.is_dir():
+                    raise NotADirectoryError(f"'{d}' exists and is not a folder")
+                continue
+            created.append(d)
+            os.chown(d, uid, gid)
+    except OSError as e:
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        ctx.log("warn", f"The mailbox folder '{maildir}' could not be created for the vmail user "
+                        f"({uid}:{gid}): {e.strerror or e}; Dovecot creates it at the first delivery")
+        return
+    if created:
+        ctx.log("debug", f"Created the mailbox folder '{maildir}'")
 
 
 def email_update(ctx: Context, args: list[str]) -> int:
@@ -118,6 +167,25 @@ def email_update(ctx: Context, args: list[str]) -> int:
 def _maildir(ctx: Context, address: str) -> Path:
     local, domain = address.split("@", 1)
     return ctx.mail_root / domain / local
+
+
+def _mail_paths(ctx: Context, address: str) -> tuple[Path, Path, Path]:
+    """(mail root, domain folder, mailbox folder), resolved, after checking that
+    the mailbox is a direct child of the domain folder, itself a direct child of
+    the mail root, and that neither is a symbolic link: no address can make a
+    later rmtree or mkdir act outside /var/mail/<domain>/."""
+    local, domain = address.split("@", 1)
+    if not (configdir.valid_local_part(local) and configdir.valid_domain(domain)):
+        raise CliError(f"'{address}' is not a valid e-mail address")
+    root = ctx.mail_root.resolve()
+    domain_dir, maildir = root / domain, root / domain / local
+    for path in (domain_dir, maildir):
+        if path.is_symlink():
+            raise CliError(f"'{path}' is a symbolic link; refusing to touch it")
+    if domain_dir.resolve().parent != root or maildir.resolve().parent != domain_dir.resolve() \
+            or domain_dir.name != domain or maildir.name != local:
+        raise CliError(f"'{maildir}' is not a mailbox folder under '{root}'")
+    return root, domain_dir, maildir
 
 
 def email_del(ctx: Context, args: list[str]) -> int:
@@ -150,31 +218,34 @@ def email_del(ctx: Context, args: list[str]) -> int:
         answer = ask("Do you want to delete the mailbox data as well (removing all mails)? [y/N] ")
         delete_data = answer.strip().lower() == "y"
 
+    if delete_data:
+        for address in addresses:
+            _mail_paths(ctx, address)          # refuse before anything changes
     with ctx.locked():
         for address in addresses:
             _check_existing_account(ctx, address)
         for address in addresses:
-            # Aliases and quota first, the account last: an interrupted run leaves
+            # The data first (while the lock is held, so the poller cannot
+            # recreate it): when it cannot be removed the command stops with the
+            # account and its entries still in place, and exit status 1 is true.
+            if delete_data:
+                _remove_maildir(ctx, address)
+            # Aliases and quota before the account: an interrupted run leaves
             # an account that still works rather than a dangling alias.
             if ctx.file(VIRTUAL).exists():
                 cw.rewrite(ctx.file(VIRTUAL), lambda lines: cw.remove_value(lines, None, address))
             if ctx.file(QUOTAS).exists():
                 cw.rewrite(ctx.file(QUOTAS), lambda lines: cw.remove_entry(lines, address, ":"))
             cw.rewrite(ctx.file(ACCOUNTS), lambda lines: cw.remove_entry(lines, address, "|"))
-            # The data goes while the lock is held, so the poller cannot recreate
-            # the mailbox of an account that is half deleted.
-            if delete_data:
-                _remove_maildir(ctx, address)
-            elif explicit:
-                ctx.log("info", "Mailbox data explicitly kept (using -n).")
-            else:
-                ctx.log("info", "The mailbox data will not be deleted.")
+            if not delete_data:
+                ctx.log("info", "Mailbox data explicitly kept (using -n)." if explicit
+                        else "The mailbox data will not be deleted.")
             ctx.log("info", f"'{address}' and associated data (aliases, quotas) deleted")
     return 0
 
 
 def _remove_maildir(ctx: Context, address: str) -> None:
-    maildir = _maildir(ctx, address)
+    _root, domain_dir, maildir = _mail_paths(ctx, address)
     if not maildir.is_dir():
         # The account may never have received its mailbox (deleted before the
         # next poll): there is nothing to remove, and no reason to fail.
@@ -184,9 +255,9 @@ def _remove_maildir(ctx: Context, address: str) -> None:
     try:
         shutil.rmtree(maildir)
     except OSError as e:
-        raise CliError(f"Mailbox data could not be deleted: {e}")
+        raise CliError(f"Mailbox data could not be deleted: {e}; '{address}' and its entries are kept")
     try:
-        maildir.parent.rmdir()
+        domain_dir.rmdir()                     # only when now empty
     except OSError:
         pass
 
@@ -318,10 +389,11 @@ def email_restrict(ctx: Context, args: list[str]) -> int:
     user = args[2] if len(args) > 2 else ask("Provide a username: ")
     if not user:
         raise CliError("User must not be empty")
-    # An access(5) key: a full address, a domain or a local part followed by '@'.
+    one_line(user, "user")
+    # An access(5) key: a full address, a domain or a local part followed by '@'
+    # (ops.configdir's rule, which the reader applies too).
     user = user.strip().lower()
-    if not (configdir.ADDRESS.match(user) or configdir.DOMAIN.match(user.lstrip("@"))
-            or re.fullmatch(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@", user)):
+    if not configdir.ACCESS_KEY.fullmatch(user):
         raise CliError(f"'{user}' is not an e-mail address, a domain or a 'localpart@'")
 
     def present() -> bool:
@@ -349,7 +421,8 @@ def email_restrict(ctx: Context, args: list[str]) -> int:
 def _master_name(name: str | None, usage: str) -> str:
     if not name:
         raise CliError("No account specified", usage=usage)
-    if not MASTER_NAME.match(name):
+    one_line(name, "master user name")
+    if not MASTER_NAME.fullmatch(name):
         raise CliError(f"'{name}' is not a valid master user name (letters, digits and . _ @ + - only)")
     return name
 

@@ -8,7 +8,8 @@ from mailwright import configwrite as cw
 from ops import configdir
 
 from .accounts import ACCOUNTS, QUOTAS, VIRTUAL, _require_content
-from .common import CliError, Context, UsageExit, ask, at_most, expect_address, normalise, require, usage_text
+from .common import CliError, Context, UsageExit, ask, at_most, expect_address, normalise, one_line, require, \
+    usage_text
 
 ALIAS_ADD_USAGE = usage_text("alias add <MAIL ALIAS> <RECIPIENT>", """
 Add a recipient to an alias (the alias is created when it does not exist).
@@ -17,6 +18,7 @@ Several recipients may be given at once, separated by commas.
 """, "setup alias add postmaster@example.com admin@example.com")
 ALIAS_DEL_USAGE = usage_text("alias del <MAIL ALIAS> <RECIPIENT>", """
 Remove a recipient from an alias; the alias goes when it has no recipient left.
+An alias or a recipient that is not there is already gone: a warning, exit 0.
 """, "setup alias del postmaster@example.com admin@example.com")
 ALIAS_LIST_USAGE = usage_text("alias list", "List the aliases (postfix-virtual.cf).")
 QUOTA_SET_USAGE = usage_text("quota set <MAIL ACCOUNT> [<QUOTA>]", """
@@ -28,14 +30,11 @@ QUOTA_DEL_USAGE = usage_text("quota del <MAIL ACCOUNT>", """
 Remove the storage limit set for a mail account (the default limit applies again).
 """)
 
-LOCAL_PART = re.compile(r"^[a-z0-9._+-]+$")
-
-
 def _alias_key(ctx: Context, alias: str) -> str:
+    one_line(alias, "alias")
     alias = normalise(ctx, alias, "Alias")
-    if configdir.ADDRESS.match(alias) or LOCAL_PART.match(alias):
-        return alias
-    if alias.startswith("@") and configdir.DOMAIN.match(alias[1:]):
+    # ops.configdir's rule for postfix-virtual.cf keys: what the reader accepts.
+    if configdir.ALIAS_KEY.fullmatch(alias):
         return alias
     if "@" in alias and not alias.startswith("@"):
         raise CliError(f"'{alias}' is not a valid e-mail address")
@@ -43,10 +42,11 @@ def _alias_key(ctx: Context, alias: str) -> str:
 
 
 def _recipients(ctx: Context, value: str) -> list[str]:
+    one_line(value, "recipient")
     out = []
     for recipient in (r for r in re.split(r"[,\s]+", value) if r):
         recipient = normalise(ctx, recipient, "Recipient")
-        if not (configdir.ADDRESS.match(recipient) or LOCAL_PART.match(recipient)):
+        if not configdir.ALIAS_TARGET.fullmatch(recipient):
             raise CliError(f"Recipient '{recipient}' is not a valid e-mail address")
         if recipient not in out:
             out.append(recipient)
@@ -94,17 +94,19 @@ def alias_del(ctx: Context, args: list[str]) -> int:
     alias = _alias_key(ctx, args[0])
     recipients = _recipients(ctx, args[1])
 
-    def check() -> None:
+    # docker-mailserver removes what is there and exits 0 when there is
+    # nothing to remove (the alias or the recipient is already gone); it says
+    # nothing, mailwright warns.
+    with ctx.locked():
         present = _current(ctx, alias)
         if not present:
-            raise CliError(f"Alias '{alias}' does not exist")
+            ctx.log("warn", f"Alias '{alias}' does not exist")
+            return 0
         for recipient in recipients:
             if recipient not in present:
-                raise CliError(f"'{recipient}' is not a recipient of the alias '{alias}'")
-
-    check()
-    with ctx.locked():
-        check()
+                ctx.log("warn", f"'{recipient}' is not a recipient of the alias '{alias}'")
+        if not any(recipient in present for recipient in recipients):
+            return 0
 
         def edit(lines: list[str]) -> list[str]:
             for recipient in recipients:
@@ -142,7 +144,8 @@ def quota_set(ctx: Context, args: list[str]) -> int:
     quota = args[1] if len(args) > 1 else ask("Enter quota (e.g. 10M): ").strip()
     if not quota:
         raise CliError("Quota must not be empty (use 0 for unlimited quota)")
-    if not configdir.QUOTA.match(quota):
+    one_line(quota, "quota")
+    if not configdir.QUOTA.fullmatch(quota):
         raise CliError(f"Invalid quota format '{quota}'. e.g. 302M (B (byte), k (kibibyte), M (mebibyte), "
                        "G (gibibyte) or T (tebibyte))")
     with ctx.locked():

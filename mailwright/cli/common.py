@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -128,29 +129,57 @@ def password_or_prompt(given: str | None) -> str:
     return password
 
 
+# The longest password crypt(3) hashes: Debian's libxcrypt (CRYPT_MAX_PASSPHRASE_SIZE
+# 512 with the NUL) answers '*0' for a longer one, which `doveadm pw` writes out
+# as a hash; Dovecot could not verify it at login either. Checked in the image.
+MAX_PASSWORD_BYTES = 511
+
+
+def one_line(value: str, what: str, secret: bool = False) -> str:
+    """The check for every value written into a line-based config file: no line
+    separator that any reader splits on (str.splitlines: \\n \\r \\v \\f \\x1c-\\x1e
+    \\x85 U+2028 U+2029) and no other control character. The error names the
+    value (escaped, never raw), or only `what` when the value is a secret."""
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
+    if bad is not None or len(value.splitlines()) > 1:
+        if secret:
+            raise CliError(f"The {what} must not contain a line break or a control character")
+        raise CliError(f"{what[:1].upper()}{what[1:]} {ascii(value)} must not contain a line break "
+                       "or a control character")
+    return value
+
+
 def check_password(password: str) -> None:
-    if "\n" in password or "\r" in password or "\0" in password:
-        raise CliError("The password must not contain a line break or a NUL character")
+    one_line(password, "password", secret=True)
+    if len(password.encode("utf-8", errors="surrogateescape")) > MAX_PASSWORD_BYTES:
+        raise CliError(f"The password is too long (more than {MAX_PASSWORD_BYTES} bytes)")
 
 
 def sha512_crypt(password: str) -> str:
-    """`{SHA512-CRYPT}$6$…`, the hash Dovecot verifies: doveadm's own when
-    Dovecot is installed, else glibc's crypt(3) with a random SHA512 salt
-    (the same algorithm, so Dovecot accepts either)."""
+    """`{SHA512-CRYPT}$6$…`, the hash Dovecot verifies, computed in this process
+    (glibc's crypt(3) with a random SHA512 salt: `doveadm pw -s SHA512-CRYPT`'s
+    algorithm), so the password never appears in a command line (`ps`). Where
+    Python has no crypt module, `doveadm pw` reads it from stdin instead."""
+    check_password(password)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+    except ImportError:
+        crypt = None
+    if crypt is not None:
+        hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+        if hashed and hashed.startswith("$6$"):
+            return "{SHA512-CRYPT}" + hashed
     doveadm = shutil.which("doveadm")
     if doveadm:
-        done = subprocess.run([doveadm, "pw", "-s", "SHA512-CRYPT", "-p", password],
+        # Without -p, doveadm pw reads the password and its confirmation from stdin.
+        done = subprocess.run([doveadm, "pw", "-s", "SHA512-CRYPT"], input=f"{password}\n{password}\n",
                               capture_output=True, text=True)
         hashed = done.stdout.strip()
         if done.returncode == 0 and hashed.startswith("{SHA512-CRYPT}$6$"):
             return hashed
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
-    if not hashed or not hashed.startswith("$6$"):
-        raise CliError("Cannot compute a SHA512-CRYPT hash on this system")
-    return "{SHA512-CRYPT}" + hashed
+    raise CliError("Cannot compute a SHA512-CRYPT hash on this system")
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -165,10 +194,12 @@ def normalise(ctx: Context, address: str, what: str = "Mail account") -> str:
 def expect_address(ctx: Context, address: str | None, usage: str, what: str = "Mail account") -> str:
     if not address:
         raise CliError("No account specified", usage=usage)
+    one_line(address, "address")
     if "@" not in address:
         raise CliError(f"'{address}' should include the domain (eg: user@example.com)", usage=usage)
     address = normalise(ctx, address, what)
-    if not configdir.ADDRESS.match(address):
+    # ops.configdir's rule: what is written here is what the reader reads back.
+    if not configdir.valid_address(address):
         raise CliError(f"'{address}' is not a valid e-mail address")
     return address
 
@@ -176,8 +207,10 @@ def expect_address(ctx: Context, address: str | None, usage: str, what: str = "M
 def expect_domain(domain: str | None, usage: str) -> str:
     if not domain:
         raise CliError("No domain specified", usage=usage)
-    d = domain.strip().lower().lstrip("@")
-    if not configdir.DOMAIN.match(d):
+    one_line(domain, "domain")
+    d = domain.strip().lower()
+    d = d[1:] if d.startswith("@") else d
+    if not configdir.valid_domain(d):
         raise CliError(f"'{domain}' is not a valid domain name")
     return d
 

@@ -72,7 +72,7 @@ def _parse(args: list[str]) -> tuple[str, str, str | None]:
                 raise CliError(f"Keysize '{value}' is not supported: use 1024, 2048 or 4096")
             keysize = value
         elif option == "selector":
-            if not SELECTOR.match(value):
+            if not SELECTOR.fullmatch(value):
                 raise CliError(f"Selector '{value}' is not a valid DNS label")
             selector = value
         else:

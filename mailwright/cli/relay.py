@@ -8,7 +8,7 @@ import re
 
 from mailwright import configwrite as cw
 
-from .common import CliError, Context, at_most, expect_domain, password_or_prompt, require, usage_text
+from .common import CliError, Context, at_most, expect_domain, one_line, password_or_prompt, require, usage_text
 
 RELAYMAP = "postfix-relaymap.cf"
 SASL_PASSWORD = "postfix-sasl-password.cf"
@@ -29,8 +29,9 @@ HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z
 
 
 def _host(host: str) -> str:
+    one_line(host, "relay host")
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if HOSTNAME.match(bare):
+    if HOSTNAME.fullmatch(bare):
         return bare.lower()
     try:
         ip = ipaddress.ip_address(bare)
@@ -40,6 +41,7 @@ def _host(host: str) -> str:
 
 
 def _port(port: str) -> int:
+    one_line(port, "relay port")
     if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
         raise CliError(f"Relay port '{port}' is not a number between 1 and 65535")
     return int(port)
@@ -68,9 +70,13 @@ def add_auth(ctx: Context, args: list[str]) -> int:
     user = args[1]
     if not user:
         raise CliError("No relay account specified", usage=ADD_AUTH_USAGE)
+    one_line(user, "relay account")
     if re.search(r"[\s:]", user):
         raise CliError(f"Relay account '{user}' must not contain white space or ':'")
     password = password_or_prompt(args[2] if len(args) > 2 else None)
+    if password != password.rstrip():
+        # The reader (and postmap) strip the end of the line: it would not read back the same.
+        raise CliError("The relay password must not end with white space")
     entry = f"@{domain} {user}:{password}"
     with ctx.locked():
         # A new file holds a clear-text password: readable by root only.

@@ -91,6 +91,26 @@ def test_email_add_then_imap_login_within_5s(target):
     within(LIMIT, lambda: can_login(target, NEW, PASSWORDS[target.kind]), f"IMAP login of {NEW}", target)
 
 
+def test_email_add_creates_the_mailbox_at_once_for_the_vmail_user(target):
+    fresh = f"setup-fresh@{sc.DOMAIN}"
+    maildir = f"/var/mail/{sc.DOMAIN}/setup-fresh"
+    setup(target, "email", "add", fresh, "fresh-Secret!")
+    # At once: before any delivery or login could have made Dovecot create it.
+    vmail = target.exec("stat", "-c", "%u:%g", "/var/mail").stdout.strip()
+    for path in (maildir, f"{maildir}/home"):
+        st = target.exec("stat", "-c", "%F %u:%g %U %a", path, check=False)
+        assert st.returncode == 0, f"{path} missing after 'email add': {st.stderr}"
+        kind_, ids, user, mode = st.stdout.strip().rsplit(" ", 3)
+        assert (kind_, ids, user, mode[-3:]) == ("directory", vmail, "docker", "700"), st.stdout
+    # Dovecot takes the folder as its own: login and delivery work.
+    within(LIMIT, lambda: can_login(target, fresh, "fresh-Secret!"), f"IMAP login of {fresh}", target)
+    tok = c.token("setup-fresh")
+    send(target, fresh, tok)
+    c.wait_for_message(fresh, "fresh-Secret!", tok, context=target.tls.client_context())
+    setup(target, "email", "del", "-y", fresh)
+    assert target.exec("test", "-e", maildir, check=False).returncode != 0
+
+
 def test_email_update_then_only_the_new_password_works(target):
     old, PASSWORDS[target.kind] = PASSWORDS[target.kind], "second-Secret!"
     setup(target, "email", "update", NEW, PASSWORDS[target.kind])
@@ -147,6 +167,26 @@ def test_bad_input_is_refused_and_changes_nothing(target):
         assert "ERROR" in r.stderr, (args, r.stderr)
     assert setup(target, "no-such-command", check=False).returncode == 2
     assert config_digest(target) == before
+
+
+def test_alias_del_of_what_is_already_gone_exits_0(target):
+    before = config_digest(target)
+    r = setup(target, "alias", "del", f"never-there@{sc.DOMAIN}", NEW, check=False)
+    assert r.returncode == 0 and f"Alias 'never-there@{sc.DOMAIN}' does not exist" in r.stderr, r.stderr
+    r = setup(target, "alias", "del", ALIAS, sc.USER1, check=False)
+    assert r.returncode == 0 and f"'{sc.USER1}' is not a recipient of the alias" in r.stderr, r.stderr
+    assert config_digest(target) == before
+
+
+def test_hostile_addresses_and_values_are_refused(target):
+    before = config_digest(target)
+    for args in (["email", "add", f"..@{sc.DOMAIN}", "pw"], ["email", "add", f"evil|x@{sc.DOMAIN}", "pw"],
+                 ["relay", "add-auth", sc.DOMAIN, "user", "good\x0c@victim.test attacker:pw"],
+                 ["dovecot-master", "add", "admin\n", "pw"], ["email", "del", "-y", f"../..@{sc.DOMAIN}"]):
+        r = setup(target, *args, check=False)
+        assert r.returncode == 1 and "ERROR" in r.stderr, (args, r.stdout, r.stderr)
+    assert config_digest(target) == before
+    assert target.exec("test", "-d", f"/var/mail/{sc.DOMAIN}", check=False).returncode == 0
 
 
 def test_concurrent_adds_all_land(target):

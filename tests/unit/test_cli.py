@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -50,13 +51,23 @@ class Setup:
         self.logs = root / "log"
         for d in (self.config, self.mail, self.logs):
             d.mkdir()
+        self.extra_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILWRIGHT_") and k != "LOG_LEVEL"}
         env.update(MAILWRIGHT_CONFIG_DIR=str(self.config), MAILWRIGHT_MAIL_ROOT=str(self.mail),
                    MAILWRIGHT_DMS_SETTINGS=str(self.settings), MAILWRIGHT_LOG_DIR=str(self.logs),
                    PYTHONPATH=str(REPO))
+        env.update(self.extra_env)
         return env
+
+    def inject(self, code: str) -> None:
+        """Run `code` in every CLI process started afterwards (a sitecustomize
+        module first on PYTHONPATH): to make a system call fail, or to watch one."""
+        site = self.root / "site"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(textwrap.dedent(code))
+        self.extra_env["PYTHONPATH"] = f"{site}{os.pathsep}{REPO}"
 
     def popen(self, *args: str, **kw) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "mailwright.cli", *args], cwd=REPO, env=self.env(),
@@ -399,9 +410,9 @@ BAD = [
     (["alias", "add", "alias@example.com", "new@example.org,user@example.com"], "'user@example.com'"),
     (["alias", "add", "new@example.com", "ok@example.org an@address"], "'an@address'"),
     (["alias", "add", "bad@@example.com", "user@example.com"], "'bad@@example.com' is not a valid e-mail address"),
-    (["alias", "del", "alias@example.com", "other@example.com"], "'other@example.com' is not a recipient"),
-    (["alias", "del", "nothere@example.com", "user@example.com"], "'nothere@example.com' does not exist"),
     (["dovecot-master", "add", "bad name", "pw"], "'bad name'"),
+    (["dovecot-master", "add", "admin\n", "pw"], "'admin\\n' must not contain a line break"),
+    (["dovecot-master", "add", "admin\x0c", "pw"], "'admin\\x0c' must not contain a line break"),
     (["dovecot-master", "update", "nobody", "pw"], "'nobody' does not exist"),
     (["dovecot-master", "del", "nobody"], "'nobody' does not exist"),
     (["relay", "add-domain", "example.com", "smtp.relay.test", "abc"], "Relay port 'abc' is not a number"),
@@ -409,9 +420,33 @@ BAD = [
     (["relay", "add-domain", "example.com", "smtp relay", "25"], "Relay host 'smtp relay'"),
     (["relay", "add-domain", "not_a_domain", "smtp.relay.test"], "'not_a_domain' is not a valid domain"),
     (["relay", "add-auth", "example.com", "user:name", "pw"], "'user:name'"),
+    (["relay", "add-auth", "example.com", "user", "pw "], "must not end with white space"),
+    (["relay", "add-auth", "example.com", "us\u2028er", "pw"], "'us\\u2028er' must not contain a line break"),
+    (["relay", "add-domain", "example.com\n", "smtp.relay.test"], "'example.com\\n' must not contain"),
+    (["relay", "exclude-domain", "example.com\x85"], "'example.com\\x85' must not contain"),
+    (["email", "add", "evil|x@example.com", "pw"], "'evil|x@example.com' is not a valid e-mail address"),
+    (["email", "add", "..@example.com", "pw"], "'..@example.com' is not a valid e-mail address"),
+    (["email", "add", "../..@example.com", "pw"], "'../..@example.com' is not a valid e-mail address"),
+    (["email", "add", ".@example.com", "pw"], "'.@example.com' is not a valid e-mail address"),
+    (["email", "add", ".a@example.com", "pw"], "'.a@example.com' is not a valid e-mail address"),
+    (["email", "add", "a.@example.com", "pw"], "'a.@example.com' is not a valid e-mail address"),
+    (["email", "add", "a..b@example.com", "pw"], "'a..b@example.com' is not a valid e-mail address"),
+    (["email", "add", "a/b@example.com", "pw"], "'a/b@example.com' is not a valid e-mail address"),
+    (["email", "add", "new@example.com\n", "pw"], "'new@example.com\\n' must not contain a line break"),
+    (["email", "add", "x" * 65 + "@example.com", "pw"], "is not a valid e-mail address"),
+    (["email", "del", "-y", "../..@example.com"], "'../..@example.com' is not a valid e-mail address"),
+    (["quota", "set", "..@example.com", "10M"], "'..@example.com' is not a valid e-mail address"),
+    (["quota", "set", "user@example.com", "10M\n"], "'10M\\n' must not contain a line break"),
+    (["email", "restrict", "add", "send", "../x@example.com"], "'../x@example.com' is not an e-mail address"),
+    (["email", "restrict", "add", "send", "@@example.com"], "'@@example.com' is not an e-mail address"),
+    (["email", "restrict", "add", "send", "x@example.com\x0b"], "'x@example.com\\x0b' must not contain"),
+    (["alias", "add", "..", "user@example.com"], "'..' is not a valid alias"),
+    (["alias", "add", "a@example.com", "../..@example.com"], "'../..@example.com' is not a valid e-mail"),
+    (["alias", "add", "a@example.com", "b@example.com\x1cc@example.org"], "must not contain a line break"),
     (["relay", "exclude-domain", "-bad-.com"], "'-bad-.com' is not a valid domain"),
     (["config", "dkim", "keysize", "123"], "Keysize '123'"),
     (["config", "dkim", "selector", "bad selector"], "Selector 'bad selector'"),
+    (["config", "dkim", "selector", "mail\n"], "Selector 'mail\n'"),
     (["config", "dkim", "domain", "a.test,bad_domain"], "'bad_domain' is not a valid domain"),
     (["config", "dkim", "colour", "blue"], "Unknown option(s) colour blue"),
     (["config", "dkim", "keysize"], "No keysize provided after 'keysize' argument"),
@@ -438,6 +473,254 @@ def test_bad_password_prompt_changes_nothing(setup, answers, message):
     r = setup("email", "add", "new@example.com", input=answers)
     assert r.returncode == 1 and message in r.stderr
     assert setup.snapshot() == before
+
+
+# --- hostile values: path traversal, line injection, argv exposure --------------------------------
+
+def test_email_del_of_a_dot_dot_account_does_not_remove_the_domain_folder(setup):
+    # A '..' account written by an older version (or by hand) cannot be deleted
+    # through the CLI, and above all its rmtree never reaches /var/mail/<domain>/..
+    setup.seed({"postfix-accounts.cf": b"..@example.com|{SHA512-CRYPT}$6$salt$hash\n"
+                                       b"user@example.com|{SHA512-CRYPT}$6$salt$hash\n"})
+    (setup.mail / "example.com" / "user" / "cur").mkdir(parents=True)
+    (setup.mail / "example.com" / "user" / "cur" / "1.msg").write_text("keep me")
+    before = setup.snapshot(lock=False)
+    r = setup("email", "del", "-y", "..@example.com")
+    assert r.returncode == 1 and "'..@example.com' is not a valid e-mail address" in r.stderr
+    assert setup.snapshot(lock=False) == before
+
+
+def test_email_del_refuses_a_symlinked_domain_folder(setup):
+    setup.seed()
+    outside = setup.root / "outside"
+    (outside / "user" / "cur").mkdir(parents=True)
+    (outside / "user" / "cur" / "1.msg").write_text("not ours")
+    (setup.mail / "example.com").symlink_to(outside)
+    before = setup.snapshot(lock=False)
+    r = setup("email", "del", "-y", "user@example.com")
+    assert r.returncode == 1 and "symbolic link" in r.stderr, r.stderr
+    assert (outside / "user" / "cur" / "1.msg").read_text() == "not ours"
+    assert setup.snapshot(lock=False) == before                     # the account and its entries are kept
+
+
+def test_email_del_keeps_the_account_when_the_mailbox_cannot_be_removed(setup):
+    setup.seed()
+    (setup.mail / "example.com" / "user" / "cur").mkdir(parents=True)
+    setup.inject("""
+        import shutil
+        def rmtree(path, *a, **kw):
+            raise PermissionError(13, "Permission denied", str(path))
+        shutil.rmtree = rmtree
+    """)
+    before = setup.snapshot(lock=False)
+    r = setup("email", "del", "-y", "user@example.com")
+    assert r.returncode == 1 and "Mailbox data could not be deleted" in r.stderr
+    assert "'user@example.com' and its entries are kept" in r.stderr
+    assert setup.snapshot(lock=False) == before                     # exit 1: nothing changed
+
+
+def test_email_del_removes_the_earlier_accounts_before_a_failing_one(setup):
+    setup.seed()
+    (setup.mail / "example.com" / "other").mkdir(parents=True)
+    (setup.mail / "example.com" / "user").mkdir(parents=True)
+    setup.inject("""
+        import shutil
+        _rmtree = shutil.rmtree
+        def rmtree(path, *a, **kw):
+            if str(path).endswith("/user"):
+                raise PermissionError(13, "Permission denied", str(path))
+            return _rmtree(path, *a, **kw)
+        shutil.rmtree = rmtree
+    """)
+    r = setup("email", "del", "-y", "other@example.com", "user@example.com")
+    assert r.returncode == 1
+    assert [a.address for a in configdir.read(setup.config).accounts] == ["user@example.com"]
+    assert "@catch.test" not in setup.read("postfix-virtual.cf")     # other's alias went with it
+    assert setup.read("dovecot-quotas.cf") == "user@example.com:10M\n"
+    assert not (setup.mail / "example.com" / "other").exists()
+
+
+SEPARATORS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\x1b", "\x7f"]
+
+
+@pytest.mark.parametrize("sep", SEPARATORS, ids=[f"U+{ord(c):04X}" for c in SEPARATORS])
+@pytest.mark.parametrize("command", [["relay", "add-auth", "example.com", "user"],
+                                     ["email", "add", "new@example.com"],
+                                     ["dovecot-master", "add", "newmaster"]])
+def test_no_line_separator_or_control_character_in_a_password(setup, command, sep):
+    # `relay add-auth example.com user $'good\x0c@victim.org attacker:pw'` added a second domain's line.
+    setup.seed()
+    before = setup.snapshot()
+    password = f"good{sep}@victim.org attacker:pw"
+    r = setup(*command, password)
+    assert r.returncode == 1
+    assert "The password must not contain a line break or a control character" in r.stderr
+    assert "victim" not in r.stderr and "attacker" not in r.stderr    # never echoed
+    assert setup.snapshot() == before
+    r = setup(*command, input=f"{password}\n{password}\n")          # the prompt too
+    assert r.returncode == 1
+    assert "must not contain a line break" in r.stderr or (sep == "\n" and "do not match" in r.stderr)
+    assert setup.snapshot() == before
+
+
+@pytest.mark.parametrize("command", [["email", "add", "new@example.com"], ["dovecot-master", "add", "newmaster"],
+                                     ["relay", "add-auth", "example.com", "user"]])
+def test_a_very_long_password_is_refused_cleanly(setup, command):
+    setup.seed()
+    before = setup.snapshot()
+    password = "p" * (100 * 1024)
+    r = setup(*command, password)
+    assert r.returncode == 1 and "The password is too long (more than 511 bytes)" in r.stderr
+    assert "Traceback" not in r.stderr and "pppp" not in r.stderr
+    assert setup.snapshot() == before
+    password = "p" * (128 * 1024)                                       # too long for argv: through the prompt
+    r = setup(*command, input=f"{password}\n{password}\n")
+    assert r.returncode == 1 and "The password is too long" in r.stderr and "pppp" not in r.stderr
+    assert setup.snapshot() == before
+    assert setup(*command, "p" * 512).returncode == 1
+    assert setup(*command, "p" + "é" * 255).returncode == 0              # 511 bytes: accepted
+
+
+def test_passwords_never_reach_a_command_line(setup):
+    """No child process gets a password in its argv (`ps` shows argv to every
+    user): not even a `doveadm` found on PATH."""
+    setup.seed()
+    shim = setup.root / "bin"
+    shim.mkdir()
+    argv_log = setup.root / "argv.log"
+    (shim / "doveadm").write_text(f'#!/bin/sh\nprintf "%s\\n" "$0" "$@" >> {argv_log}\nexit 1\n')
+    (shim / "doveadm").chmod(0o755)
+    setup.extra_env["PATH"] = f"{shim}{os.pathsep}{os.environ['PATH']}"
+    spawned = setup.root / "spawned.log"
+    setup.inject(f"""
+        import sys
+        def hook(event, args):
+            if event in ("subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.system"):
+                with open({str(spawned)!r}, "a") as f:
+                    f.write(repr(args) + "\\n")
+        sys.addaudithook(hook)
+    """)
+    secret = "Sekr1t-in-argv"
+    for command in (["email", "add", "new@example.com", secret + "1"], ["email", "update", "new@example.com", secret + "2"],
+                    ["dovecot-master", "add", "m", secret + "3"], ["dovecot-master", "update", "m", secret + "4"],
+                    ["relay", "add-auth", "example.com", "u", secret + "5"]):
+        r = setup(*command)
+        assert r.returncode == 0, r.stderr
+    for log in (argv_log, spawned):
+        assert secret not in (log.read_text() if log.exists() else "")
+    assert verifies(hash_of(setup, "new@example.com"), secret + "2")
+    hashed = setup.read("dovecot-masters.cf").splitlines()[0].split("|")[1]
+    assert verifies(hashed, secret + "4")
+
+
+# --- what the CLI writes, the reader reads back identically ----------------------------------------
+
+def test_round_trip_email_add(setup):
+    addresses = ["o'neil+tag@sub.example.com", "a.b.c@example.com", "x" * 64 + "@example.com",
+                 "{curly}~^`!#$&*=?_-@example.org"]
+    for address in addresses:
+        assert setup("email", "add", address, "pw").returncode == 0
+    cfg = configdir.read(setup.config)
+    assert not cfg.problems and [a.address for a in cfg.accounts] == addresses
+
+
+def test_round_trip_alias_add(setup):
+    pairs = [("a@example.com", ["b@example.com"]), ("postmaster", ["o'neil+x@example.org", "root"]),
+             ("@example.net", ["catch@example.com"])]
+    for alias, targets in pairs:
+        assert setup("alias", "add", alias, ",".join(targets)).returncode == 0
+    cfg = configdir.read(setup.config)
+    assert not cfg.problems and cfg.aliases == pairs
+
+
+def test_round_trip_quota_set(setup):
+    setup.seed()
+    assert setup("quota", "set", "other@example.com", "5G").returncode == 0
+    cfg = configdir.read(setup.config)
+    assert not cfg.problems and cfg.quotas == {"user@example.com": "10M", "other@example.com": "5G"}
+
+
+def test_round_trip_dovecot_master_add(setup):
+    for name in ("admin", "ops@example.com", "a.b+c_d-e"):
+        assert setup("dovecot-master", "add", name, "pw").returncode == 0
+    cfg = configdir.read(setup.config)
+    assert not cfg.problems and [m for m, _ in cfg.masters] == ["admin", "ops@example.com", "a.b+c_d-e"]
+
+
+@pytest.mark.parametrize("direction", ["send", "receive"])
+def test_round_trip_email_restrict(setup, direction):
+    keys = ["spammer@example.com", "example.org", "@example.net", "noreply@"]
+    for key in keys:
+        assert setup("email", "restrict", "add", direction, key).returncode == 0
+    cfg = configdir.read(setup.config)
+    assert not cfg.problems
+    assert getattr(cfg, f"{direction}_access") == [(k, "REJECT") for k in keys]
+
+
+def test_round_trip_relay(setup):
+    assert setup("relay", "add-domain", "example.com", "smtp.relay.test", "587").returncode == 0
+    assert setup("relay", "add-domain", "example.org", "[192.0.2.1]").returncode == 0
+    assert setup("relay", "exclude-domain", "example.net").returncode == 0
+    password = "p@ss word:with colons \u00e9"
+    assert setup("relay", "add-auth", "example.com", "relay-user@example.com", password).returncode == 0
+    cfg = configdir.read(setup.config)
+    assert not cfg.problems
+    assert cfg.relaymap == [("@example.com", "[smtp.relay.test]:587"), ("@example.org", "[192.0.2.1]:25"),
+                            ("@example.net", "")]
+    assert cfg.relay_auth == [("@example.com", f"relay-user@example.com:{password}")]
+
+
+# --- the mailbox is created with the account ------------------------------------------------------
+
+def _vmail_ids() -> tuple[int, int]:
+    # As root: any ids (the settings' ones must be used); otherwise only our own can be given.
+    return (4321, 4322) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+
+
+def test_email_add_creates_the_mailbox_for_the_vmail_user(setup):
+    uid, gid = _vmail_ids()
+    setup.settings.write_text(f"DMS_VMAIL_UID='{uid}'\nDMS_VMAIL_GID='{gid}'\n")
+    r = setup("email", "add", "new@example.com", "pw")
+    assert r.returncode == 0, r.stderr
+    for d in (setup.mail / "example.com", setup.mail / "example.com" / "new",
+              setup.mail / "example.com" / "new" / "home"):
+        st = d.lstat()
+        assert stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid) == (uid, gid), d
+        assert st.st_mode & 0o777 == 0o700, d
+    assert list((setup.mail / "example.com" / "new").iterdir()) == [setup.mail / "example.com" / "new" / "home"]
+    # An existing mailbox (kept by `email del -n`) is left as it is.
+    (setup.mail / "example.com" / "old" / "cur").mkdir(parents=True, mode=0o755)
+    assert setup("email", "add", "old@example.com", "pw").returncode == 0
+    assert (setup.mail / "example.com" / "old").stat().st_mode & 0o777 == 0o755
+    assert (setup.mail / "example.com" / "old" / "home").is_dir()
+
+
+def test_email_add_leaves_the_mailbox_to_dovecot_when_it_cannot_give_it_away(setup):
+    setup.inject("""
+        import os
+        def chown(*a, **kw):
+            raise PermissionError(1, "Operation not permitted")
+        os.chown = chown
+    """)
+    r = setup("email", "add", "new@example.com", "pw")
+    assert r.returncode == 0, r.stderr
+    assert "could not be created for the vmail user" in r.stderr
+    assert list(setup.mail.iterdir()) == []                          # no root-owned folder left behind
+    assert [a.address for a in configdir.read(setup.config).accounts] == ["new@example.com"]
+
+
+# --- alias del of what is already gone ------------------------------------------------------------
+
+@pytest.mark.parametrize("args,warning", [
+    (["nothere@example.com", "user@example.com"], "Alias 'nothere@example.com' does not exist"),
+    (["alias@example.com", "other@example.com"], "'other@example.com' is not a recipient of the alias"),
+])
+def test_alias_del_of_what_is_not_there_exits_0(setup, args, warning):
+    setup.seed()
+    before = setup.snapshot(lock=False)
+    r = setup("alias", "del", *args)
+    assert r.returncode == 0 and warning in r.stderr, r.stderr
+    assert setup.snapshot(lock=False) == before
 
 
 # --- concurrency and the lock ---------------------------------------------------------------------

@@ -97,6 +97,66 @@ def test_account_lookup(tmp_path):
     assert cfg.account("b@example.test") is None
 
 
+# --- the shared address rule (the `setup` CLI imports it) -------------------------------------------
+
+GOOD_ADDRESSES = ["a@example.test", "a.b.c@example.test", "o'neil+tag@sub.example.test", "x" * 64 + "@example.test",
+                  "{curly}~^`!#$&*=?_-@example.test", "a@" + "b" * 63 + ".test"]
+BAD_ADDRESSES = ["..@example.test", "../..@example.test", ".@example.test", ".a@example.test", "a.@example.test",
+                 "a..b@example.test", "a/b@example.test", "evil|x@example.test", "a%b@example.test",
+                 "a b@example.test", "a:b@example.test", "a@example.test\n", "a\n@example.test", "a\x0c@example.test",
+                 "x" * 65 + "@example.test", "a@" + "b" * 64 + ".test", "a@-b.test", "a@b.test.", "a@nodot",
+                 "a@@example.test", "A@example.test", "a@example.test\u2028"]
+
+
+@pytest.mark.parametrize("address", GOOD_ADDRESSES)
+def test_address_rule_accepts_dot_atoms(address):
+    assert configdir.valid_address(address) and configdir.ADDRESS.match(address)
+
+
+@pytest.mark.parametrize("address", BAD_ADDRESSES, ids=[ascii(a) for a in BAD_ADDRESSES])
+def test_address_rule_rejects_paths_separators_and_bad_dots(address):
+    # `.match` too: every rule is anchored at the very end (a trailing newline does not pass).
+    assert not configdir.valid_address(address) and configdir.ADDRESS.match(address) is None
+
+
+@pytest.mark.parametrize("value", ["example.test\n", "..", "a..b.test", "-a.test", "a_b.test"])
+def test_domain_rule_is_a_full_match(value):
+    assert not configdir.valid_domain(value) and configdir.DOMAIN.match(value) is None
+
+
+def test_reader_skips_accounts_the_cli_refuses(tmp_path):
+    write(tmp_path, "postfix-accounts.cf", "".join(f"{a}|{H1}\n" for a in [
+        "..@example.test", "../..@example.test", "a..b@example.test", "evil|x@example.test", "ok@example.test"]))
+    cfg = configdir.read(tmp_path)
+    assert [a.address for a in cfg.accounts] == ["ok@example.test"]
+    assert [p.line for p in cfg.problems] == [1, 2, 3, 4]
+
+
+def test_reader_validates_every_address_field(tmp_path):
+    write(tmp_path, "postfix-virtual.cf",
+          "ok@example.test a@example.test\n.. a@example.test\nx@example.test ../..@example.test\n"
+          "y@example.test a..b\nbare o'neil+x\n")
+    write(tmp_path, "dovecot-quotas.cf", "ok@example.test:1M\n..@example.test:1M\n")
+    write(tmp_path, "postfix-send-access.cf", "a@example.test REJECT\nexample.test REJECT\n@example.org REJECT\n"
+                                              "local@ REJECT\n../x@example.test REJECT\n@@example.test REJECT\n")
+    write(tmp_path, "postfix-receive-access.cf", "a/b@example.test REJECT\n")
+    write(tmp_path, "dovecot-masters.cf", f"admin|{H1}\nad min|{H1}\n")
+    write(tmp_path, "postfix-sasl-password.cf", "@example.test u:p w\n[smtp.example.test]:587 u:p\n"
+                                                "smtp.example.test u:p\n@../x u:p\n")
+    cfg = configdir.read(tmp_path)
+    assert cfg.aliases == [("ok@example.test", ["a@example.test"]), ("bare", ["o'neil+x"])]
+    assert cfg.quotas == {"ok@example.test": "1M"}
+    assert [k for k, _ in cfg.send_access] == ["a@example.test", "example.test", "@example.org", "local@"]
+    assert cfg.receive_access == []
+    assert [m for m, _ in cfg.masters] == ["admin"]
+    assert cfg.relay_auth == [("@example.test", "u:p w"), ("[smtp.example.test]:587", "u:p"),
+                              ("smtp.example.test", "u:p")]
+    assert sorted((p.file, p.line) for p in cfg.problems) == [
+        ("dovecot-masters.cf", 2), ("dovecot-quotas.cf", 2), ("postfix-receive-access.cf", 1),
+        ("postfix-sasl-password.cf", 4), ("postfix-send-access.cf", 5), ("postfix-send-access.cf", 6),
+        ("postfix-virtual.cf", 2), ("postfix-virtual.cf", 3), ("postfix-virtual.cf", 4)]
+
+
 # --- postfix-virtual.cf ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("crlf", [False, True])
