@@ -54,12 +54,10 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ops.configdir import WATCHED, SymlinkRefused, read_file, split_lines
+from ops.configdir import SECRET_FILES, WATCHED, SymlinkRefused, read_file, split_lines
 
 LOCK_NAME = "check-for-changes.sh.lock"
 
-# Files holding password hashes or credentials: 0600 after every write.
-SECRET_FILES = frozenset({"postfix-accounts.cf", "dovecot-masters.cf", "postfix-sasl-password.cf"})
 
 # What `locked()` refuses to edit around when it is a symbolic link: every file
 # the reader takes in, and the DKIM folder.
@@ -75,6 +73,7 @@ class UnsafePath(Exception):
 
 
 def is_secret(path: str | Path) -> bool:
+    """By name (the writer sees absolute paths): ops.configdir's secret files, and DKIM keys."""
     name = Path(path).name
     return name in SECRET_FILES or name.endswith(".private")
 

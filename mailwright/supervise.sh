@@ -56,6 +56,11 @@ configure() {
     # Under `setup`'s lock: configure never reads half an edit, and the fingerprint
     # taken before it runs makes an edit made meanwhile show up at the next poll.
     locked=
+    if [ -L "$LOCK" ]; then
+        # As root, `>>` would create or append to the link's target; `setup` refuses it too.
+        log ERROR "$LOCK is a symbolic link: not applying changes until it is removed"
+        return
+    fi
     if [ -w "$LOCK" ] || [ -w "$MW_CONFIG_DIR" ]; then     # a read-only folder has no writer to wait for
         exec 9>>"$LOCK"
         flock 9

@@ -48,6 +48,17 @@ QUOTA = re.compile(r"\A(?:[0-9]+[BkMGT]|0)\Z")
 HASH = re.compile(r"\A\{[A-Z0-9.-]+\}\S+\Z")
 
 
+# Config-folder files holding password hashes, credentials or private keys: 0600
+# wherever they are written (the `setup` CLI, a VPS deploy's seed), whatever
+# mode they had. Paths relative to the config folder.
+SECRET_FILES = ("postfix-accounts.cf", "dovecot-masters.cf", "postfix-sasl-password.cf")
+SECRET_DIRS = ("opendkim/keys",)     # everything below these
+
+
+def is_secret(relative: str) -> bool:
+    return relative in SECRET_FILES or any(relative.startswith(d + "/") for d in SECRET_DIRS)
+
+
 def valid_address(value: str) -> bool:
     """`user@domain` (lower case) by the shared rule."""
     return ADDRESS.fullmatch(value) is not None

@@ -9,19 +9,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files
 
+from ops.configdir import SECRET_DIRS, SECRET_FILES, is_secret
 from ops.facts import LooseSecrets
 from ops.settings import Settings
-
-# Files of the config folder holding password hashes, credentials or private keys: 0600 on the target,
-# whatever their mode on the operator's machine. The same list as the `setup` CLI's writer
-# (mailwright/configwrite.py), which ops cannot import: keep the two in step.
-SECRET_FILES = ("postfix-accounts.cf", "dovecot-masters.cf", "postfix-sasl-password.cf")
-SECRET_DIRS = ("opendkim/keys",)     # everything below these
-
-
-def is_secret(relative: str) -> bool:
-    return relative in SECRET_FILES or any(relative.startswith(d + "/") for d in SECRET_DIRS)
-
 
 def seed_mode(relative: str, local_mode: int) -> int:
     """0600 for a secret; otherwise the local mode without write access for group and others."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -268,7 +270,8 @@ def test_check_mode_reports_a_pending_reload(stage, capsys):
 
 # --- the supervisor's change detection (mailwright/lib.sh `fingerprint`) -------------------------
 
-LIB = Path(__file__).resolve().parents[2] / "mailwright" / "lib.sh"
+REPO = Path(__file__).resolve().parents[2]
+LIB = REPO / "mailwright" / "lib.sh"
 
 
 def fingerprint(watch_list, config_dir) -> str:
@@ -300,3 +303,27 @@ def test_fingerprint_is_stable_and_tolerates_a_missing_watch_list(tmp_path):
     watch.write_text(f"{tmp_path / 'f'}\n{tmp_path / 'absent'}\n")
     assert fingerprint(watch, tmp_path) == fingerprint(watch, tmp_path)
     assert fingerprint(tmp_path / "no-list", tmp_path).strip()     # still the folder's sum, no error
+
+
+def test_supervisor_does_not_lock_through_a_symlinked_lock_file(tmp_path):
+    """As root, `exec 9>>LOCK` would create or append to whatever the link points at."""
+    config = tmp_path / "config"
+    config.mkdir()
+    target = tmp_path / "precious"
+    target.write_bytes(b"keep me\n")
+    (config / "check-for-changes.sh.lock").symlink_to(target)
+    env = dict(os.environ, MW_MODE="watch", MW_DAEMONS="", MW_PORTS="", MW_POLL="1",
+               MW_CONFIG_DIR=str(config), MW_FQDN="mail.example.test")
+    proc = subprocess.Popen(["/bin/sh", str(REPO / "mailwright" / "supervise.sh")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGHUP)          # "reconfigure now"
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert "is a symbolic link" in out
+    assert target.read_bytes() == b"keep me\n"
+    assert (config / "check-for-changes.sh.lock").is_symlink()
