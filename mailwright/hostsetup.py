@@ -200,9 +200,11 @@ def docker_argv(o: Options, base: Path, interactive: bool) -> list[str]:
     image = o.image or image or DEFAULT_IMAGE
     if subprocess.run([cri, "image", "inspect", image], capture_output=True).returncode != 0:
         raise HostError(f"Image '{image}' not found; build it with 'make image' or name one with -i")
-    # `setup` only edits the config folder: no network, no mail server started.
+    # `setup` only edits the config folder: no network, no mail server started. The image runs a
+    # command it is given instead of the server (docker-mailserver's documented
+    # `docker run --rm … IMAGE setup …`): the same path here, no --entrypoint override.
     return [cri, "run", "--rm", *tty, "--network", "none", "-v", f"{config.resolve()}:{DMS_CONFIG}",
-            "--entrypoint", "setup", image, *o.command]
+            image, "setup", *o.command]
 
 
 def main(argv: list[str] | None = None) -> int:

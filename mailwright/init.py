@@ -13,6 +13,11 @@ on a VPS): systemd owns the daemons; only the change watcher runs.
 
 The exec hands PID 1 to a shell: Python's ~9 MB would otherwise stay resident
 for the container's whole life.
+
+Any other command given to the image (`docker run --rm -v CONFIG:/tmp/docker-mailserver
+IMAGE setup email add …`, `… IMAGE bash`) runs instead of the server, as docker-mailserver's
+`dumb-init --` entrypoint runs its CMD: no daemon starts, no hostname is needed, and the
+command's exit status is the container's.
 """
 
 import os
@@ -45,6 +50,11 @@ def main(mode):
         log("ERROR", "configuration failed (see above); shutting down")
         return 1
     s = read_dms_settings()     # what the configure stage just wrote: one parser of that file
+    if not os.path.isabs(s.MAILWRIGHT_CONFIG_DIR):
+        # The supervisor's lock and user-patches.sh would otherwise be looked for in the working directory.
+        log("ERROR", f"MAILWRIGHT_CONFIG_DIR={s.MAILWRIGHT_CONFIG_DIR!r} in /etc/dms-settings is not an "
+                     "absolute path; shutting down")
+        return 1
     daemons = ["dovecot", "postfix"] if s.dovecot_enabled else ["postfix"]
     ports = ["25"] + (["143"] if s.dovecot_enabled and s.ENABLE_IMAP else [])
     if mode != "watch" and not os.path.exists(MARKER):
@@ -61,5 +71,28 @@ def main(mode):
     os.execve("/bin/sh", ["/bin/sh", script], env)
 
 
+MODES = {"": "pid1", "--watch": "watch", "--adopt": "adopt"}
+
+
+def run_command(argv):
+    """A one-off command instead of the server: exec'd, so its status and signals are its own."""
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as e:
+        code = 127 if isinstance(e, FileNotFoundError) else 126
+        print(f"mailwright: cannot run '{argv[0]}': {e.strerror}", file=sys.stderr)
+        return code
+
+
+def dispatch(argv):
+    if argv and not argv[0].startswith("-"):
+        return run_command(argv)
+    if len(argv) > 1 or (argv and argv[0] not in MODES):
+        print(f"mailwright: unknown init option {' '.join(argv)!r}; the image takes no option "
+              "(start the server), --adopt, --watch, or a command to run (e.g. `setup help`)", file=sys.stderr)
+        return 2
+    return main(MODES[argv[0] if argv else ""])
+
+
 if __name__ == "__main__":
-    sys.exit(main({"--watch": "watch", "--adopt": "adopt"}.get(sys.argv[1] if sys.argv[1:] else "", "pid1")))
+    sys.exit(dispatch(sys.argv[1:]))

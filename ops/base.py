@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy, operation
 from pyinfra.operations import apt, files, server
 
 from ops.facts import RUNTIME
@@ -57,6 +57,27 @@ def runtime_tarball() -> bytes:
                 with path.open("rb") as f:
                     tar.addfile(info, f)
     return buf.getvalue()
+
+
+class RepairNeeded(FactBase):
+    """What `mailwright.prepare` would repair (Postfix queue layout, mail store owners);
+    "unknown" before the runtime or Postfix is there, so the repair runs after them."""
+
+    def command(self, what: str) -> str:
+        return (f"cd {RUNTIME} 2>/dev/null && python3 -m mailwright.prepare --check {what} 2>/dev/null "
+                "|| echo unknown")
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line for line in output if line]
+
+
+@operation()
+def repair(what: str):
+    """The start-up repairs of the container, on a host (the image build, a VPS): the Postfix queue's
+    directories (`queue`), and the mail store's owners (`mail`, `host` for both). Change-free when
+    nothing is wrong; what it changed goes to the journal."""
+    if host.get_fact(RepairNeeded, what=what):
+        yield f"cd {RUNTIME} && python3 -m mailwright.prepare --syslog {what}"
 
 
 @deploy("mailwright base: install")

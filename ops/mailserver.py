@@ -40,6 +40,9 @@ def install(data: Mapping[str, Any]) -> None:
 def configure(settings: Settings, data: Mapping[str, Any]) -> None:
     configfolder.seed(settings=settings, source=data.get("mailwright_config_source"))
     supervision.configure(settings=settings)
+    # What the container's start does (mailwright.prepare): a queue missing directories (a restored
+    # spool), and mail copied from another host or restored as root, which Dovecot cannot deliver into.
+    base.repair(name="Postfix queue and mail store owners", what="host")
     dovecot.configure(settings=settings)
     postfix.configure(settings=settings)
     supervision.activate(settings=settings)

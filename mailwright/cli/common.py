@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mailwright import configwrite
 from ops import configdir
-from ops.settings import Settings, SettingsError, read_dms_settings
+from ops.settings import CONFIG_DIRS, Settings, SettingsError, read_dms_settings
 
 LEVELS = {"error": 1, "warn": 2, "info": 3, "debug": 4, "trace": 5}
 COLOURS = {"error": "\033[1;31m", "warn": "\033[1;33m", "info": "\033[0;34m", "debug": "\033[0;35m",
@@ -61,7 +61,21 @@ class Context:
         settings_file = Path(environ.get("MAILWRIGHT_DMS_SETTINGS", "/etc/dms-settings"))
         ctx = cls(config_dir=Path("/tmp/docker-mailserver"), mail_root=Path(environ.get("MAILWRIGHT_MAIL_ROOT", "/var/mail")),
                   log_dir=Path(environ.get("MAILWRIGHT_LOG_DIR", "/var/log/mail")), settings_file=settings_file)
-        ctx.config_dir = Path(environ.get("MAILWRIGHT_CONFIG_DIR") or ctx.settings.MAILWRIGHT_CONFIG_DIR)
+        # The settings the last start or deploy wrote say where the folder is. Without them
+        # (a one-off `docker run --rm IMAGE setup …`) the init kind decides: the image sets
+        # MAILWRIGHT_INIT=container, whose folder is docker-mailserver's /tmp/docker-mailserver.
+        # Never the working directory: an empty or relative path would write the accounts
+        # somewhere nobody reads them, and report success.
+        init = ctx.settings.MAILWRIGHT_INIT or environ.get("MAILWRIGHT_INIT", "")
+        folder = (environ.get("MAILWRIGHT_CONFIG_DIR") or ctx.settings.MAILWRIGHT_CONFIG_DIR
+                  or CONFIG_DIRS.get(init, CONFIG_DIRS["container"]))
+        if not os.path.isabs(folder):
+            # Before any command runs (main's handler is not reached): stop here, saying why.
+            ctx.log("error", f"The config folder '{folder}' is not an absolute path; "
+                             "set MAILWRIGHT_CONFIG_DIR to the config folder")
+            ctx.log("error", "Aborting")
+            raise SystemExit(1)
+        ctx.config_dir = Path(folder)
         return ctx
 
     @cached_property

@@ -8,7 +8,7 @@ from io import StringIO
 from pyinfra.operations import apt, files, server, systemd
 
 from ops import operations
-from ops.base import APT_ENV, packages
+from ops.base import APT_ENV, packages, repair
 from ops.settings import Settings
 
 PACKAGES = ["postfix", "postfix-pcre"]
@@ -22,6 +22,9 @@ def install(lock: dict[str, str]):
     server.shell(name="Preseed Postfix", commands=["debconf-set-selections /var/cache/debconf/mailwright-postfix.seed"],
                  _if=seed.did_change)
     apt.packages(name="Postfix packages", packages=packages(PACKAGES, lock), no_recommends=True, _env=APT_ENV)
+    # Debian's package leaves out `hold` and `trace`: `postfix start` would add them, but mailwright's
+    # container starts the master directly, and `mailq` then fails ("malformed showq server response").
+    repair(name="Postfix queue directories", what="queue")
 
 
 @deploy("Postfix: configure and activate")

@@ -76,7 +76,8 @@ def test_one_off_container_with_the_config_folder(tmp_path, monkeypatch):
     run = calls(tmp_path, "docker")[-1]
     assert run[:2] == ["run", "--rm"] and "--network" in run and run[run.index("--network") + 1] == "none"
     assert f"{tmp_path / 'mycfg'}:/tmp/docker-mailserver" in run
-    assert run[-4:] == ["setup", "mailwright:test", "email", "list"]
+    # The image's own dispatch runs `setup` (as `docker run --rm IMAGE setup …` does): no entrypoint override.
+    assert run[-4:] == ["mailwright:test", "setup", "email", "list"] and "--entrypoint" not in run
 
 
 def test_one_off_container_default_path_and_missing_image(tmp_path, monkeypatch, capsys):
@@ -118,3 +119,45 @@ def test_setup_sh_runs_without_the_venv(tmp_path):
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
     assert calls(tmp_path, "ssh") == [["-T", "--", "h", "setup email list"]]
+
+
+# --- where `setup` writes, and what the image does with a command (issues 7.0, 13.3) ------------
+
+def test_setup_without_settings_writes_the_container_config_folder(tmp_path):
+    """A one-off container has no /etc/dms-settings: the folder is docker-mailserver's, never the cwd."""
+    from mailwright.cli.common import Context
+    missing = str(tmp_path / "no-dms-settings")
+    ctx = Context.from_env({"MAILWRIGHT_DMS_SETTINGS": missing, "MAILWRIGHT_INIT": "container"})
+    assert ctx.config_dir == Path("/tmp/docker-mailserver")
+    assert Context.from_env({"MAILWRIGHT_DMS_SETTINGS": missing}).config_dir == Path("/tmp/docker-mailserver")
+    assert Context.from_env({"MAILWRIGHT_DMS_SETTINGS": missing, "MAILWRIGHT_INIT": "systemd"}).config_dir \
+        == Path("/etc/mailwright/config")
+    # Written settings win over the defaults; an empty value there is "unset", not the cwd.
+    written = tmp_path / "dms-settings"
+    written.write_text("MAILWRIGHT_INIT='systemd'\nMAILWRIGHT_CONFIG_DIR=''\n")
+    assert Context.from_env({"MAILWRIGHT_DMS_SETTINGS": str(written)}).config_dir == Path("/etc/mailwright/config")
+
+
+def test_setup_refuses_a_relative_config_folder(tmp_path, capsys):
+    from mailwright.cli.common import Context
+    with pytest.raises(SystemExit) as e:
+        Context.from_env({"MAILWRIGHT_DMS_SETTINGS": str(tmp_path / "none"), "MAILWRIGHT_CONFIG_DIR": "config"})
+    assert e.value.code == 1
+    assert "'config' is not an absolute path" in capsys.readouterr().err
+
+
+def init(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailwright.init", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_the_image_entrypoint_runs_a_command_instead_of_the_server():
+    r = init("sh", "-c", "echo ran; exit 3")
+    assert (r.returncode, r.stdout) == (3, "ran\n"), r.stderr
+    r = init("no-such-command-mwtest")
+    assert r.returncode == 127 and "no-such-command-mwtest" in r.stderr
+
+
+def test_the_image_entrypoint_refuses_an_unknown_option():
+    r = init("--bogus")
+    assert r.returncode == 2 and "--bogus" in r.stderr
