@@ -18,10 +18,26 @@ def _addresses(interface: str | None) -> list[ipaddress.IPv4Interface]:
     return [ipaddress.IPv4Interface(line.split()[3]) for line in out.splitlines() if len(line.split()) > 3]
 
 
+def loopback(s: Settings) -> list[str]:
+    """docker-mailserver's main.cf starts mynetworks with loopback: scripts and cron jobs inside the
+    container submit through localhost:25. IPv6 forms only when Postfix speaks IPv6. (Its
+    `[fe80::]/64` is left out: link-local is every neighbour on the segment, not this machine.)"""
+    nets = ["127.0.0.0/8"]
+    if s.POSTFIX_INET_PROTOCOLS != "ipv4":
+        nets += ["[::ffff:127.0.0.0]/104", "[::1]/128"]
+    return nets
+
+
 def mynetworks(s: Settings) -> list[str]:
+    """Postfix mynetworks: `none` trusts nothing (not even loopback); every other mode is loopback
+    plus the network it names, as docker-mailserver appends to its loopback default."""
     mode = s.PERMIT_DOCKER
     if mode == "none":
         return []
+    return loopback(s) + _permitted(s, mode)
+
+
+def _permitted(s: Settings, mode: str) -> list[str]:
     if mode == "network":
         return ["172.16.0.0/12"]
     if mode == "connected-networks":

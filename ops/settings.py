@@ -29,18 +29,31 @@ class SettingsError(ValueError):
 
 
 def opt(default: Any, doc: str, *, choices: Iterable[str] | None = None,
-        pattern: str | None = None, implemented: bool = True, minimum: int | None = None):
-    """Declare one setting: default, one line of meaning, and what it accepts."""
+        pattern: str | None = None, implemented: bool = True, minimum: int | None = None,
+        maximum: int | None = None, secret: bool = False):
+    """Declare one setting: default, one line of meaning, and what it accepts.
+
+    `secret=True`: the value is a credential; no message or log line ever shows it.
+    """
     return field(default=default, metadata={
         "doc": doc,
         "choices": tuple(choices) if choices is not None else None,
         "pattern": pattern,
         "implemented": implemented,
         "minimum": minimum,
+        "maximum": maximum,
+        "secret": secret,
     })
 
 
 SIZE = r"^[0-9]+[kKmMgGtT]?$"
+# A host name or address: IPv4, or IPv6 (inside brackets only, see RELAY_NEXTHOP).
+_HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"
+# Postfix next-hop: `host`, `host:port`, `[host]` or `[host]:port` (brackets: no MX lookup).
+RELAY_NEXTHOP = rf"^({_HOST}|\[({_HOST}|[0-9A-Fa-f:.]+|ipv6:[0-9A-Fa-f:.]+)\])(:[0-9]{{1,5}})?$"
+# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators: never in a setting,
+# they would split the line of a generated file (main.cf, /etc/dms-settings) into two.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 LATER = {"implemented": False}
 
 
@@ -107,11 +120,13 @@ class Settings:
     VIRUSMAILS_DELETE_DELAY: int = opt(7, "days before quarantined virus mail is deleted", minimum=0, **LATER)
 
     # --- relay host --------------------------------------------------------------------
-    DEFAULT_RELAY_HOST: str = opt("", "Postfix relayhost for all outbound mail, e.g. `[mail.example.com]:587`")
-    RELAY_HOST: str = opt("", "legacy per-domain relay host for every local domain", **LATER)
-    RELAY_PORT: int = opt(25, "port of RELAY_HOST", minimum=1, **LATER)
-    RELAY_USER: str = opt("", "SASL user for the relay host", **LATER)
-    RELAY_PASSWORD: str = opt("", "SASL password for the relay host", **LATER)
+    DEFAULT_RELAY_HOST: str = opt("", "Postfix relayhost for all outbound mail, e.g. `[mail.example.com]:587`",
+                                  pattern=RELAY_NEXTHOP)
+    RELAY_HOST: str = opt("", "legacy: relay host (`[RELAY_HOST]:RELAY_PORT`) for every local domain not opted out "
+                          "in postfix-relaymap.cf", pattern=rf"^({_HOST}|[0-9A-Fa-f:.]+)$")
+    RELAY_PORT: int = opt(25, "port of RELAY_HOST", minimum=1, maximum=65535)
+    RELAY_USER: str = opt("", "SASL user for DEFAULT_RELAY_HOST (else RELAY_HOST); TLS is then required to it")
+    RELAY_PASSWORD: str = opt("", "SASL password going with RELAY_USER", secret=True)
 
     # --- spam / virus --------------------------------------------------------------------
     ENABLE_AMAVIS: bool = opt(True, "Amavis content filter", **LATER)
@@ -172,7 +187,7 @@ class Settings:
     LDAP_SERVER_HOST: str = opt("", "LDAP URI (ldap://, ldaps:// or ldapi://)", **LATER)
     LDAP_SEARCH_BASE: str = opt("", "LDAP search base", **LATER)
     LDAP_BIND_DN: str = opt("", "LDAP bind DN", **LATER)
-    LDAP_BIND_PW: str = opt("", "LDAP bind password", **LATER)
+    LDAP_BIND_PW: str = opt("", "LDAP bind password", secret=True, **LATER)
     LDAP_START_TLS: str = opt("no", "StartTLS to the LDAP server", choices=("yes", "no"), **LATER)
     LDAP_QUERY_FILTER_USER: str = opt("", "LDAP filter for users", **LATER)
     LDAP_QUERY_FILTER_GROUP: str = opt("", "LDAP filter for groups", **LATER)
@@ -182,7 +197,7 @@ class Settings:
     DOVECOT_URIS: str = opt("", "Dovecot LDAP URIs; empty: LDAP_SERVER_HOST", **LATER)
     DOVECOT_BASE: str = opt("", "Dovecot LDAP base; empty: LDAP_SEARCH_BASE", **LATER)
     DOVECOT_DN: str = opt("", "Dovecot LDAP bind DN; empty: LDAP_BIND_DN", **LATER)
-    DOVECOT_DNPASS: str = opt("", "Dovecot LDAP bind password; empty: LDAP_BIND_PW", **LATER)
+    DOVECOT_DNPASS: str = opt("", "Dovecot LDAP bind password; empty: LDAP_BIND_PW", secret=True, **LATER)
     DOVECOT_TLS: str = opt("no", "Dovecot LDAP StartTLS", choices=("yes", "no"), **LATER)
     DOVECOT_USER_FILTER: str = opt("", "Dovecot LDAP user filter", **LATER)
     DOVECOT_PASS_FILTER: str = opt("", "Dovecot LDAP password filter; empty: DOVECOT_USER_FILTER", **LATER)
@@ -198,7 +213,7 @@ class Settings:
     SASLAUTHD_MECH_OPTIONS: str = opt("", "saslauthd mechanism options (rimap: IMAP host)", **LATER)
     SASLAUTHD_LDAP_SERVER: str = opt("", "saslauthd LDAP server; empty: LDAP_SERVER_HOST", **LATER)
     SASLAUTHD_LDAP_BIND_DN: str = opt("", "saslauthd LDAP bind DN", **LATER)
-    SASLAUTHD_LDAP_PASSWORD: str = opt("", "saslauthd LDAP password", **LATER)
+    SASLAUTHD_LDAP_PASSWORD: str = opt("", "saslauthd LDAP password", secret=True, **LATER)
     SASLAUTHD_LDAP_SEARCH_BASE: str = opt("", "saslauthd LDAP search base", **LATER)
     SASLAUTHD_LDAP_FILTER: str = opt("", "saslauthd LDAP filter", **LATER)
     SASLAUTHD_LDAP_START_TLS: str = opt("no", "saslauthd LDAP StartTLS", **LATER)
@@ -214,7 +229,8 @@ class Settings:
     SRS_SENDER_CLASSES: str = opt("envelope_sender", "sender_canonical_classes for SRS", **LATER)
     SRS_DOMAINNAME: str = opt("", "SRS domain; empty: DOMAINNAME", **LATER)
     SRS_EXCLUDE_DOMAINS: str = opt("", "comma list of domains SRS leaves alone", **LATER)
-    SRS_SECRET: str = opt("", "base64 SRS secret(s); empty: generated once and kept in the state volume", **LATER)
+    SRS_SECRET: str = opt("", "base64 SRS secret(s); empty: generated once and kept in the state volume",
+                          secret=True, **LATER)
 
     # --- derived values -------------------------------------------------------------------------
     @property
@@ -245,6 +261,7 @@ class Settings:
 
 
 SETTING_NAMES = frozenset(f.name for f in fields(Settings))
+_FIELDS = {f.name: f for f in fields(Settings)}
 
 # Older names from the seed README and earlier docker-mailserver releases.
 LEGACY = {
@@ -268,28 +285,47 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def is_secret(name: str) -> bool:
+    """Whether the setting `name` holds a credential (its value is never shown)."""
+    return name in SETTING_NAMES and _FIELDS[name].metadata["secret"]
+
+
+def shown(name: str, value: Any, quote: bool = True) -> str:
+    """`NAME=value` for a message; a secret setting's value is never part of it."""
+    if is_secret(name):
+        return f"{name} (a secret, value not shown)"
+    return f"{name}={_format(value)!r}" if quote else f"{name}={_format(value)}"
+
+
 def _parse(f: dataclasses.Field, raw: str) -> Any:
     meta = f.metadata
     if f.type in ("bool", "int") or meta["choices"] is not None:
         raw = raw.strip()       # free text keeps its spaces: SPAM_SUBJECT='***SPAM*** '
+    what = shown(f.name, raw)
+    bad = CONTROL.search(raw)
+    if bad:
+        raise SettingsError(f"{what}: control character U+{ord(bad.group()):04X} (a line break?) is not "
+                            "allowed in a setting")
     if f.type == "bool":
         if raw.lower() in TRUE:
             return True
         if raw.lower() in FALSE:
             return False
-        raise SettingsError(f"{f.name}={raw!r} is not a boolean: use 1 or 0")
+        raise SettingsError(f"{what} is not a boolean: use 1 or 0")
     if f.type == "int":
         if not re.fullmatch(r"-?[0-9]+", raw):
-            raise SettingsError(f"{f.name}={raw!r} is not an integer")
+            raise SettingsError(f"{what} is not an integer")
         value = int(raw)
         if meta["minimum"] is not None and value < meta["minimum"]:
-            raise SettingsError(f"{f.name}={raw!r} must be at least {meta['minimum']}")
+            raise SettingsError(f"{what} must be at least {meta['minimum']}")
+        if meta["maximum"] is not None and value > meta["maximum"]:
+            raise SettingsError(f"{what} must be at most {meta['maximum']}")
         return value
     if meta["choices"] is not None and raw not in meta["choices"]:
         accepted = ", ".join(repr(c) for c in meta["choices"])
-        raise SettingsError(f"{f.name}={raw!r} is not accepted; use one of {accepted}")
-    if meta["pattern"] and not re.fullmatch(meta["pattern"], raw):
-        raise SettingsError(f"{f.name}={raw!r} does not match {meta['pattern']}")
+        raise SettingsError(f"{what} is not accepted; use one of {accepted}")
+    if meta["pattern"] and raw != f.default and not re.fullmatch(meta["pattern"], raw):
+        raise SettingsError(f"{what} does not match {meta['pattern']}")
     return raw
 
 
@@ -396,8 +432,10 @@ def load(*, env_file: str | Path | None = None, host_data: Mapping[str, Any] | N
     validate(settings)
     for f in fields(Settings):
         if not f.metadata["implemented"] and getattr(settings, f.name) != f.default:
-            log.warning("%s=%s is accepted but not implemented yet: it has no effect",
-                        f.name, _format(getattr(settings, f.name)))
+            log.warning("%s is accepted but not implemented yet: it has no effect",
+                        shown(f.name, getattr(settings, f.name), quote=False))
+    if settings.RELAY_PASSWORD and not settings.RELAY_USER:
+        log.warning("RELAY_PASSWORD is set but RELAY_USER is not: it has no effect")
     return settings
 
 
@@ -421,6 +459,11 @@ def validate(s: Settings) -> None:
                 raise SettingsError(f"SSL_TYPE=manual needs {name}")
         if bool(s.SSL_ALT_CERT_PATH) != bool(s.SSL_ALT_KEY_PATH):
             raise SettingsError("SSL_ALT_CERT_PATH and SSL_ALT_KEY_PATH go together; one is missing")
+    if s.RELAY_USER and not s.RELAY_PASSWORD:
+        raise SettingsError("RELAY_USER is set without RELAY_PASSWORD; they go together")
+    if s.RELAY_USER and not (s.DEFAULT_RELAY_HOST or s.RELAY_HOST):
+        raise SettingsError("RELAY_USER/RELAY_PASSWORD are the credentials of DEFAULT_RELAY_HOST or RELAY_HOST; "
+                            "neither is set")
     if s.POSTFIX_MAILBOX_SIZE_LIMIT and s.POSTFIX_MAILBOX_SIZE_LIMIT < s.POSTFIX_MESSAGE_SIZE_LIMIT:
         raise SettingsError(
             f"POSTFIX_MAILBOX_SIZE_LIMIT={s.POSTFIX_MAILBOX_SIZE_LIMIT} is smaller than "

@@ -11,7 +11,8 @@ from ops import operations
 from ops.base import APT_ENV, packages, repair
 from ops.settings import Settings
 
-PACKAGES = ["postfix", "postfix-pcre"]
+# libsasl2-modules: the PLAIN/LOGIN client mechanisms, without which relay credentials never work.
+PACKAGES = ["postfix", "postfix-pcre", "libsasl2-modules"]
 PRESEED = "postfix postfix/main_mailer_type select No configuration\n"
 
 

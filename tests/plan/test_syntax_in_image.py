@@ -163,7 +163,7 @@ def test_everything_on_parses(image, tmp_path):
 def test_quotas_off_ipv4_parses(image, tmp_path):
     r = run_checks(image, tmp_path, render(tmp_path, FULL_CONFIG, ENABLE_QUOTAS=0, DOVECOT_INET_PROTOCOLS="ipv4",
                                            POSTFIX_INET_PROTOCOLS="ipv4", PERMIT_DOCKER="network"))
-    assert "mynetworks = 172.16.0.0/12" in assert_clean(r, "postconf_n").splitlines()
+    assert "mynetworks = 127.0.0.0/8 172.16.0.0/12" in assert_clean(r, "postconf_n").splitlines()
     assert "quota" not in assert_clean(r, "doveconf_n")
 
 

@@ -122,8 +122,46 @@ def test_main_mynetworks_empty_by_default(tmp_path):
     assert param(main_cf(tmp_path), "mynetworks") == ""
 
 
+LOOPBACK = ["127.0.0.0/8", "[::ffff:127.0.0.0]/104", "[::1]/128"]
+
+
 def test_main_mynetworks_permit_docker_network(tmp_path):
-    assert param(main_cf(tmp_path, PERMIT_DOCKER="network"), "mynetworks") == "172.16.0.0/12"
+    # docker-mailserver appends the named network to its loopback default (issue 13.2).
+    assert param(main_cf(tmp_path, PERMIT_DOCKER="network"), "mynetworks").split() == LOOPBACK + ["172.16.0.0/12"]
+
+
+@pytest.mark.parametrize("mode, interfaces, named", [
+    ("container", "2: eth0    inet 172.20.0.5/16 brd 172.20.255.255 scope global eth0\n", ["172.20.0.5/32"]),
+    ("host", "2: eth0    inet 172.20.0.5/16 brd 172.20.255.255 scope global eth0\n", ["172.20.0.0/16"]),
+    ("connected-networks", "1: lo    inet 127.0.0.1/8 scope host lo\n"
+     "2: eth0    inet 172.20.0.5/16 brd 172.20.255.255 scope global eth0\n"
+     "3: eth1    inet 10.9.0.3/24 brd 10.9.0.255 scope global eth1\n", ["10.9.0.0/24", "172.20.0.0/16"]),
+])
+def test_main_mynetworks_every_permit_docker_mode_trusts_loopback(tmp_path, monkeypatch, mode, interfaces, named):
+    import subprocess
+    from ops import network
+
+    def fake_run(cmd, **kw):
+        assert cmd[:4] == ["ip", "-o", "-4", "addr"]
+        return subprocess.CompletedProcess(cmd, 0, stdout=interfaces, stderr="")
+
+    monkeypatch.setattr(network.subprocess, "run", fake_run)
+    assert param(main_cf(tmp_path, PERMIT_DOCKER=mode), "mynetworks").split() == LOOPBACK + named
+
+
+def test_main_mynetworks_ipv4_only_has_no_ipv6_loopback(tmp_path):
+    text = main_cf(tmp_path, PERMIT_DOCKER="network", POSTFIX_INET_PROTOCOLS="ipv4")
+    assert param(text, "mynetworks").split() == ["127.0.0.0/8", "172.16.0.0/12"]
+
+
+def test_postscreen_lets_mynetworks_through(tmp_path):
+    # Port 25 is postscreen: loopback in mynetworks only helps local scripts if postscreen permits it.
+    assert param(main_cf(tmp_path, PERMIT_DOCKER="network"), "postscreen_access_list") == "permit_mynetworks"
+
+
+def test_main_no_smtputf8(tmp_path):
+    # docker-mailserver sets smtputf8_enable = no (issue 13.6); Postfix 3.7's default advertises it.
+    assert param(main_cf(tmp_path), "smtputf8_enable") == "no"
 
 
 def test_main_never_an_open_relay(tmp_path):
@@ -456,6 +494,40 @@ def test_virtual_alias_with_account_address_not_duplicated_by_catch_all(tmp_path
     assert keys.count("user@example.test") == 1
 
 
+def test_system_mail_to_root_is_local_and_reaches_the_postmaster(tmp_path):
+    # `echo hi | sendmail root` (cron) becomes root@$myorigin: it must be a local domain whose
+    # aliases send root to the postmaster, not a virtual domain without that mailbox (issue 7).
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS}, POSTMASTER_ADDRESS="user@example.test")
+    text = files["/etc/postfix/main.cf"].content
+    assert param(text, "myorigin") == "$myhostname"
+    assert "$myhostname" in items(param(text, "mydestination"))
+    aliases = dict(line.split(None, 1) for line in files["/etc/postfix/aliases"].content.splitlines())
+    assert {n: aliases.get(n) for n in ("root", "postmaster", "mailer-daemon", "abuse")} == \
+        dict.fromkeys(("root", "postmaster", "mailer-daemon", "abuse"), "user@example.test")
+    # Only the aliases are local recipients: no mail to Unix accounts (nobody@, postfix@) from outside.
+    assert param(text, "local_recipient_maps") == "$alias_maps"
+    # A root account of a virtual domain is left alone.
+    assert "root@example.test" not in files["/etc/postfix/virtual"].content
+
+
+def test_system_names_overridable_in_postfix_aliases_except_root(tmp_path):
+    files = render(tmp_path, {"postfix-aliases.cf": "abuse: abuse-desk@example.org\nroot: x@example.org\n"},
+                   POSTMASTER_ADDRESS="boss@example.test")
+    lines = files["/etc/postfix/aliases"].content.splitlines()
+    assert "abuse abuse-desk@example.org" in lines and "abuse boss@example.test" not in lines
+    assert "root boss@example.test" in lines and "root x@example.org" not in lines
+
+
+def test_hostname_that_is_a_virtual_domain_routes_system_names_virtually(tmp_path):
+    accounts = f"root@mail.example.test|{H1}\nuser@example.test|{H2}\n"
+    files = render(tmp_path, {"postfix-accounts.cf": accounts}, POSTMASTER_ADDRESS="user@example.test")
+    assert "$myhostname" not in param(files["/etc/postfix/main.cf"].content, "mydestination")
+    virtual = files["/etc/postfix/virtual"].content.splitlines()
+    assert "postmaster@mail.example.test user@example.test" in virtual
+    assert "abuse@mail.example.test user@example.test" in virtual
+    assert not any(line.startswith("root@mail.example.test ") for line in virtual)   # the account wins
+
+
 def test_local_aliases_root_goes_to_postmaster(tmp_path):
     files = render(tmp_path, {"postfix-aliases.cf": "devnull: /dev/null\nroot: someone@else.test\n"},
                    POSTMASTER_ADDRESS="boss@example.test")
@@ -480,3 +552,80 @@ def test_mailname_and_dms_settings(tmp_path):
     assert files["/etc/mailname"].content == "example.test\n"
     assert files["/etc/dms-settings"].mode == 0o600          # may hold relay and LDAP passwords
     assert f"OVERRIDE_HOSTNAME='{FQDN}'" in files["/etc/dms-settings"].content.splitlines()
+
+
+# --- relay hosts: credentials only over TLS (issue 7.2) ----------------------------------------------------
+
+RELAYMAP = "@example.test [smtp.relay.test]:587\n@second.test\n"
+SASL = "@example.test relayuser:relay-Secret!\n"
+
+
+def table_rows(files, path):
+    f = files[path]
+    return None if f.content is None else [tuple(line.split(None, 1)) for line in f.content.splitlines()]
+
+
+@pytest.mark.parametrize("ssl", ["", "snakeoil"])
+def test_relay_credentials_require_tls_to_the_relay(tmp_path, ssl):
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS, "postfix-relaymap.cf": RELAYMAP,
+                              "postfix-sasl-password.cf": SASL}, SSL_TYPE=ssl)
+    text = files["/etc/postfix/main.cf"].content
+    assert param(text, "smtp_sasl_auth_enable") == "yes"
+    assert param(text, "smtp_tls_policy_maps") == "texthash:/etc/postfix/tls_policy"
+    assert table_rows(files, "/etc/postfix/tls_policy") == [("[smtp.relay.test]:587", "encrypt")]
+    # No plaintext mechanism without TLS; with TLS, PLAIN/LOGIN are fine.
+    assert items(param(text, "smtp_sasl_security_options")) == ["noanonymous", "noplaintext"]
+    assert items(param(text, "smtp_sasl_tls_security_options")) == ["noanonymous"]
+    assert param(text, "smtp_tls_mandatory_protocols") == "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"
+    # Ordinary MX delivery keeps its opportunistic level.
+    assert param(text, "smtp_tls_security_level") == ("none" if ssl == "" else "may")
+
+
+def test_relay_tls_verifies_against_the_system_cas(tmp_path):
+    text = main_cf(tmp_path, {"postfix-sasl-password.cf": "[smtp.relay.test]:587 u:p\n"},
+                   DEFAULT_RELAY_HOST="[smtp.relay.test]:587")
+    assert param(text, "smtp_tls_CAfile") == "/etc/ssl/certs/ca-certificates.crt"
+    assert param(text, "smtp_tls_CApath") == "/etc/ssl/certs"
+
+
+def test_relay_policy_lists_every_relay_next_hop(tmp_path):
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS,
+                              "postfix-relaymap.cf": "@example.test [a.relay.test]:25\n",
+                              "postfix-sasl-password.cf": "@example.test u:p\n[b.relay.test]:2525 v:q\n"},
+                   DEFAULT_RELAY_HOST="c.relay.test:587")
+    assert dict(table_rows(files, "/etc/postfix/tls_policy")) == {
+        "c.relay.test:587": "encrypt", "[a.relay.test]:25": "encrypt", "[a.relay.test]": "encrypt",
+        "[b.relay.test]:2525": "encrypt"}
+
+
+def test_relay_without_credentials_keeps_opportunistic_tls(tmp_path):
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS, "postfix-relaymap.cf": RELAYMAP})
+    text = files["/etc/postfix/main.cf"].content
+    assert param(text, "smtp_sasl_auth_enable") is None and param(text, "smtp_tls_policy_maps") is None
+    assert files["/etc/postfix/tls_policy"].content is None
+
+
+def test_legacy_relay_host_for_every_domain_not_opted_out(tmp_path):
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS + f"y@third.test|{H1}\n",
+                              "postfix-relaymap.cf": RELAYMAP},
+                   RELAY_HOST="legacy.relay.test", RELAY_PORT="2525")
+    assert table_rows(files, "/etc/postfix/relayhost_map") == [
+        ("@example.test", "[smtp.relay.test]:587"),         # its own entry wins
+        ("@third.test", "[legacy.relay.test]:2525")]        # second.test opted out
+    assert param(files["/etc/postfix/main.cf"].content, "sender_dependent_relayhost_maps") == \
+        "texthash:/etc/postfix/relayhost_map"
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"RELAY_HOST": "legacy.relay.test"}, "[legacy.relay.test]:25"),
+    ({"RELAY_HOST": "legacy.relay.test", "DEFAULT_RELAY_HOST": "[smtp.relay.test]:587"}, "[smtp.relay.test]:587"),
+    ({"DEFAULT_RELAY_HOST": "[smtp.relay.test]:587"}, "[smtp.relay.test]:587"),
+])
+def test_legacy_relay_user_and_password(tmp_path, env, key):
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS}, RELAY_USER="relayuser",
+                   RELAY_PASSWORD="relay Secret!", **env)
+    sasl = files["/etc/postfix/sasl_passwd"]
+    assert sasl.mode == 0o600
+    assert table_rows(files, "/etc/postfix/sasl_passwd") == [(key, "relayuser:relay Secret!")]
+    assert (key.lower(), "encrypt") in table_rows(files, "/etc/postfix/tls_policy")
+    assert param(files["/etc/postfix/main.cf"].content, "smtp_sasl_auth_enable") == "yes"

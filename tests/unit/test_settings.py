@@ -433,10 +433,101 @@ def test_dms_settings_is_valid_shell(tmp_path):
     assert out == "it's $HOME `id` \"x\""
 
 
-def test_dms_settings_round_trip_multiline_value(tmp_path):
+def test_dms_settings_multiline_secret_is_refused_without_showing_it(tmp_path):
+    # A line break in any setting would split a line of main.cf or /etc/dms-settings (issue 7.10).
     secret = tmp_path / "pw"
-    secret.write_text("line one\nline two\n")
-    s = load(environ={"LDAP_BIND_PW__FILE": str(secret)})
-    path = tmp_path / "dms-settings"
-    path.write_text(S.dms_settings_text(s))
-    assert S.read_dms_settings(path).LDAP_BIND_PW == "line one\nline two"
+    secret.write_text("first\nsecond\n")
+    with pytest.raises(SettingsError) as e:
+        load(environ={"LDAP_BIND_PW__FILE": str(secret)})
+    assert "LDAP_BIND_PW" in str(e.value)
+    assert "first" not in str(e.value) and "second" not in str(e.value)
+
+
+# --- control characters, secrets (issue 7.10) ------------------------------------------------------------
+
+# LOG_LEVEL is the exception: any value it does not know (a line break too) falls back to info.
+STRING_FIELDS = [f.name for f in fields(Settings) if f.type == "str" and f.name != "LOG_LEVEL"]
+CONTROL_CHARS = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARS, ids=[f"U+{ord(c):04X}" for c in CONTROL_CHARS])
+def test_newline_in_relay_host_cannot_inject_into_main_cf(char):
+    with pytest.raises(SettingsError, match="DEFAULT_RELAY_HOST"):
+        load(environ={"DEFAULT_RELAY_HOST": f"[smtp.example.net]:587{char}mynetworks = 0.0.0.0/0"})
+
+
+@pytest.mark.parametrize("name", STRING_FIELDS)
+def test_control_character_refused_in_every_string_setting(name):
+    with pytest.raises(SettingsError) as e:
+        load(environ={name: "a\nb"})
+    assert str(e.value).startswith(name)
+
+
+def test_file_secret_keeps_inner_spaces_and_drops_the_trailing_newline(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("two words\n")
+    assert load(environ={"RELAY_PASSWORD__FILE": str(secret)}).RELAY_PASSWORD == "two words"
+
+
+SECRETS = {"RELAY_PASSWORD", "LDAP_BIND_PW", "DOVECOT_DNPASS", "SASLAUTHD_LDAP_PASSWORD", "SRS_SECRET"}
+
+
+def test_credential_settings_are_flagged_secret():
+    flagged = {f.name for f in fields(Settings) if f.metadata["secret"]}
+    by_name = {n for n in S.SETTING_NAMES if any(w in n for w in ("PASSWORD", "_PW", "DNPASS", "SECRET"))
+               and not n.endswith("_ATTR")}
+    assert flagged == SECRETS == by_name
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_secret_value_never_in_an_error(name):
+    with pytest.raises(SettingsError) as e:
+        load(environ={name: "hunter2\x00tail"})
+    assert name in str(e.value)
+    assert "hunter2" not in str(e.value) and "tail" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS - {"RELAY_PASSWORD"}))
+def test_secret_value_never_in_the_not_implemented_warning(name, caplog):
+    with caplog.at_level(logging.DEBUG, "mailwright.settings"):
+        load(environ={name: "hunter2"})
+    assert f"{name} (a secret, value not shown) is accepted but not implemented" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("value", ["smtp.example.net", "smtp.example.net:587", "[smtp.example.net]",
+                                   "[smtp.example.net]:587", "[192.0.2.7]:2525", "[2001:db8::1]:587"])
+def test_default_relay_host_forms(value):
+    assert load(environ={"DEFAULT_RELAY_HOST": value}).DEFAULT_RELAY_HOST == value
+
+
+@pytest.mark.parametrize("value", ["[smtp.example.net]:587 mynetworks", "relayhost=x", "[a b]:25",
+                                   "smtp.example.net:", "[smtp.example.net]:port", "$myhostname"])
+def test_default_relay_host_refuses_anything_else(value):
+    with pytest.raises(SettingsError, match="DEFAULT_RELAY_HOST"):
+        load(environ={"DEFAULT_RELAY_HOST": value})
+
+
+@pytest.mark.parametrize("value", ["[smtp.example.net]", "smtp.example.net:25", "a b", "x=y"])
+def test_legacy_relay_host_is_a_bare_host(value):
+    with pytest.raises(SettingsError, match="RELAY_HOST"):
+        load(environ={"RELAY_HOST": value})
+
+
+def test_legacy_relay_settings_are_implemented(caplog):
+    with caplog.at_level(logging.WARNING, "mailwright.settings"):
+        s = load(environ={"RELAY_HOST": "smtp.example.net", "RELAY_PORT": "587",
+                          "RELAY_USER": "u", "RELAY_PASSWORD": "hunter2"})
+    assert (s.RELAY_HOST, s.RELAY_PORT) == ("smtp.example.net", 587)
+    assert "not implemented" not in caplog.text and "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"RELAY_HOST": "r.example", "RELAY_USER": "u"}, ["RELAY_USER", "without RELAY_PASSWORD"]),
+    ({"RELAY_USER": "u", "RELAY_PASSWORD": "p"}, ["DEFAULT_RELAY_HOST", "RELAY_HOST"]),
+    ({"RELAY_HOST": "r.example", "RELAY_PORT": "70000"}, ["RELAY_PORT", "65535"]),
+])
+def test_legacy_relay_settings_checked_together(env, words):
+    with pytest.raises(SettingsError) as e:
+        load(environ=env)
+    assert all(w in str(e.value) for w in words)
