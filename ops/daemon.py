@@ -1,0 +1,125 @@
+"""One descriptor per daemon: what every other part of mailwright needs to know about it.
+
+A daemon is one folder, `ops/<daemon>/`: `daemon.py` holds its `DAEMON`
+(an instance of `Daemon` below), `config.py` its pure renderer (settings +
+config folder -> `ConfigFile`s) and `files/` its templates, mirroring target
+paths. Everything else is derived from the set of descriptors
+(`ops.daemons.ALL`): the packages a deploy installs, the files the configure
+stage writes (each tagged with its daemon), which daemons the container's
+supervisor starts and how it reloads them, the health check, the change
+poller's watch list, the state folders kept on /var/mail-state, the secrets an
+image build strips, the scheduled jobs, and what each daemon adds to Postfix.
+
+Pure standard library: the descriptors are read in the container and on a
+VPS, where pyinfra is not installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:       # annotations only: keep this module import-light
+    from ops.configdir import ConfigDir
+    from ops.render import ConfigFile
+    from ops.settings import Settings
+    from ops.tls import Tls
+
+
+def always(_settings: "Settings") -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Reload:
+    """How a running daemon picks up changed files.
+
+    `command`: run this argv (e.g. `postfix reload`, `doveadm reload`);
+    `signal`: send `signal` to the pid in the daemon's pidfile;
+    `restart`: stop and start it (a daemon that cannot reload).
+    Under systemd the unit is always asked (`systemctl reload-or-restart`).
+    """
+    kind: str = "restart"                 # command | signal | restart
+    command: tuple[str, ...] = ()
+    signal: str = "HUP"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("command", "signal", "restart"):
+            raise ValueError(f"Reload.kind={self.kind!r}: use command, signal or restart")
+        if self.kind == "command" and not self.command:
+            raise ValueError("Reload(kind='command') needs a command")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A scheduled task: a systemd timer on a VPS, the supervisor's schedule in a container.
+
+    The container's supervisor never starts a job while the previous run of the
+    same job still runs, and logs each run's exit status.
+    """
+    name: str                             # unique across daemons; systemd: mailwright-job-<name>.timer
+    every: int                            # seconds between runs (the first run is one interval after start)
+    command: tuple[str, ...]              # argv, run as root
+    enabled: Callable[["Settings"], bool] = always
+
+
+@dataclass(frozen=True)
+class PostfixHooks:
+    """What a daemon adds to Postfix, the hub. `ops/postfix` assembles every daemon's
+    hooks in one documented order: entries sort by their `order` number (lower
+    first), then by daemon name.
+
+    Each restriction/milter entry is `(order, text)`:
+    - `smtpd_milters` / `non_smtpd_milters`: e.g. `(10, "inet:127.0.0.1:8891")` (OpenDKIM before OpenDMARC at 20);
+    - `recipient_restrictions`: appended to port 25's `smtpd_recipient_restrictions`
+      after `reject_unauth_destination` (policy services, e.g. Postgrey at 50, quota-status at 90);
+    - `mua_recipient_restrictions`: what 465/587 apply to a logged-in user's recipients, before `permit_sasl_authenticated`;
+    - `master_services`: whole master.cf entries (first line + `-o` lines), e.g. a re-injection service;
+    - `main`: extra `main.cf` parameters `(name, value)`; a parameter set by two daemons is an error;
+    - `content_filter`: at most one daemon may set it.
+    """
+    smtpd_milters: tuple[tuple[int, str], ...] = ()
+    non_smtpd_milters: tuple[tuple[int, str], ...] = ()
+    recipient_restrictions: tuple[tuple[int, str], ...] = ()
+    mua_recipient_restrictions: tuple[tuple[int, str], ...] = ()
+    master_services: tuple[str, ...] = ()
+    main: tuple[tuple[str, str], ...] = ()
+    content_filter: str = ""
+
+
+def no_hooks(_settings: "Settings", _cfg: "ConfigDir") -> PostfixHooks:
+    return PostfixHooks()
+
+
+def no_ports(_settings: "Settings") -> tuple[int, ...]:
+    return ()
+
+
+def no_files(_settings: "Settings", _cfg: "ConfigDir", _tls: "Tls") -> list["ConfigFile"]:
+    return []
+
+
+@dataclass(frozen=True)
+class Daemon:
+    name: str                             # the folder's name: ops/<name>/
+    packages: tuple[str, ...]             # Debian packages (the image installs every daemon's; a VPS the enabled ones')
+    enabled: Callable[["Settings"], bool]
+    foreground: tuple[str, ...]           # argv for the container's supervisor; must stay in the foreground
+    unit: str                             # its systemd unit on a VPS, e.g. "postfix.service"
+    pidfile: str                          # where the running daemon writes its pid (health, signal reloads)
+    reload: Reload = field(default_factory=Reload)
+    ports: Callable[["Settings"], tuple[int, ...]] = no_ports      # TCP ports that must listen when healthy
+    sockets: tuple[str, ...] = ()         # unix sockets that must exist when healthy
+    state: tuple[str, ...] = ()           # folders kept on /var/mail-state (e.g. "/var/lib/postgrey")
+    secrets: tuple[str, ...] = ()         # made by its packages at install time: stripped from the image
+    reads: tuple[str, ...] = ()           # config-folder files it reads (the change poller watches them)
+    jobs: tuple[Job, ...] = ()
+    files: Callable[["Settings", "ConfigDir", "Tls"], list["ConfigFile"]] = no_files     # its config.py
+    postfix: Callable[["Settings", "ConfigDir"], PostfixHooks] = no_hooks
+    order: int = 50                       # start order (lower first); stop runs in reverse
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").isalnum():
+            raise ValueError(f"daemon name {self.name!r}: letters, digits and '-' only")
+        if not self.foreground:
+            raise ValueError(f"{self.name}: a foreground command is required (the container's supervisor runs it)")
