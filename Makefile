@@ -28,6 +28,7 @@ up: image
 down: venv
 	$(PY) scripts/demo.py down
 
+# The unit lane starts no container (tests/conftest.py refuses docker tests here).
 test-unit: venv
 	$(PYTEST) -q tests/unit tests/plan
 
