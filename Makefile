@@ -9,10 +9,11 @@ IMAGE   ?= mailwright:latest
 host:
 	scripts/host-setup.sh
 
+# Re-runs when the packaging changes: the runtime, plus the `test` extra (pytest & co.).
 venv: .venv/.installed
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml setup.py
 	python3 -m venv .venv
-	.venv/bin/pip install -q -e .
+	.venv/bin/pip install -q -e '.[test]'
 	touch $@
 
 image: host venv
@@ -27,6 +28,7 @@ up: image
 down: venv
 	$(PY) scripts/demo.py down
 
+# The unit lane starts no container (tests/conftest.py refuses docker tests here).
 test-unit: venv
 	$(PYTEST) -q tests/unit tests/plan
 

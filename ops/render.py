@@ -12,7 +12,10 @@ from pathlib import Path
 
 import jinja2
 
-FILES = Path(__file__).resolve().parent.parent / "files"
+# The templates: inside the package once installed (setup.py ships files/ as ops/_files/),
+# else files/ at the top of the checkout (also the image's /opt/mailwright/files).
+_PACKAGED = Path(__file__).resolve().parent / "_files"
+FILES = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).resolve().parent.parent / "files"
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(FILES)),

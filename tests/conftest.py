@@ -27,7 +27,27 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGE_TAG = "mailwright:latest"
 
 
+# The unit lane (`make test-unit`) starts no container: a test there that is marked
+# `docker` or asks for a fixture that needs the engine is a collection error, not a
+# skip, so it cannot hide in the lane when the engine is away. Such tests belong
+# in tests/integration or tests/e2e.
+UNIT_LANES = (REPO / "tests" / "unit", REPO / "tests" / "plan")
+DOCKER_FIXTURES = frozenset({"docker_session", "image", "base_image", "vps_image", "vps", "vps_inventory",
+                             "target"})
+
+
+def docker_in_unit_lane(items) -> list[str]:
+    """Node IDs of unit-lane tests that would need the Docker engine."""
+    return [item.nodeid for item in items
+            if any(lane in item.path.parents for lane in UNIT_LANES)
+            and (item.get_closest_marker("docker") or DOCKER_FIXTURES & set(getattr(item, "fixturenames", ())))]
+
+
 def pytest_collection_modifyitems(config, items):
+    misplaced = docker_in_unit_lane(items)
+    if misplaced:
+        raise pytest.UsageError("tests/unit and tests/plan must not need docker (move these to tests/integration):\n  "
+                                + "\n  ".join(misplaced))
     # Docker tests last: fast unit feedback first, and the mail servers' lifetimes
     # (module/session scoped) are not interleaved with other modules.
     items.sort(key=lambda item: 1 if item.get_closest_marker("docker") else 0)
