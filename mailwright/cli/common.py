@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mailwright import configwrite
 from ops import configdir
-from ops.settings import CONFIG_DIRS, Settings, SettingsError, read_dms_settings
+from ops.settings import CONFIG_DIRS, LOG_LEVELS, Settings, SettingsError, read_dms_settings
 
 # The config-folder files the commands edit.
 ACCOUNTS = "postfix-accounts.cf"
@@ -29,7 +29,7 @@ VIRTUAL = "postfix-virtual.cf"
 QUOTAS = "dovecot-quotas.cf"
 MASTERS = "dovecot-masters.cf"
 
-LEVELS = {"error": 1, "warn": 2, "info": 3, "debug": 4, "trace": 5}
+LEVELS = {name: rank for rank, name in enumerate(LOG_LEVELS, 1)}      # error 1 … trace 5
 COLOURS = {"error": "\033[1;31m", "warn": "\033[1;33m", "info": "\033[0;34m", "debug": "\033[0;35m",
            "trace": "\033[0;36m"}
 
@@ -109,7 +109,7 @@ class Context:
     # --- output ------------------------------------------------------------------------------
     def log(self, level: str, message: str) -> None:
         wanted = os.environ.get("LOG_LEVEL") or (self.settings.LOG_LEVEL if "settings" in self.__dict__ else "info")
-        if LEVELS[level] > LEVELS.get(wanted, 3):
+        if LEVELS[level] > LEVELS.get(wanted, LEVELS["info"]):
             return
         name = {"info": "INFO ", "warn": "WARN "}.get(level, level.upper())
         if sys.stderr.isatty():
