@@ -40,38 +40,32 @@ def _master_exists(ctx: Context, name: str) -> bool:
     return cw.has_key(cw.read_lines(ctx.file(MASTERS)), name, "|")
 
 
-def _write_master(ctx: Context, name: str, hashed: str) -> None:
-    cw.rewrite(ctx.file(MASTERS), lambda lines: cw.replace_entry(lines, name, "|", f"{name}|{hashed}"))
+def _check(ctx: Context, name: str, exists: bool) -> None:
+    """`exists`: the master user must exist (update, del); otherwise it must not (add)."""
+    if _master_exists(ctx, name) != exists:
+        raise CliError(f"'{name}' does not exist" if exists else f"'{name}' already exists")
+
+
+def _set_password(ctx: Context, args: list[str], program: str, usage: str, exists: bool) -> int:
+    """add / update: validate, prompt outside the lock, re-check and write under it."""
+    ctx.program = program
+    require(args, 1, usage)
+    at_most(args, 2, usage)
+    name = _master_name(args[0], usage)
+    _check(ctx, name, exists)
+    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
+    with ctx.locked():
+        _check(ctx, name, exists)
+        cw.rewrite(ctx.file(MASTERS), lambda lines: cw.replace_entry(lines, name, "|", f"{name}|{hashed}"))
+    return 0
 
 
 def master_add(ctx: Context, args: list[str]) -> int:
-    ctx.program = "adddovecotmasteruser"
-    require(args, 1, MASTER_ADD_USAGE)
-    at_most(args, 2, MASTER_ADD_USAGE)
-    name = _master_name(args[0], MASTER_ADD_USAGE)
-    if _master_exists(ctx, name):
-        raise CliError(f"'{name}' already exists")
-    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with ctx.locked():
-        if _master_exists(ctx, name):
-            raise CliError(f"'{name}' already exists")
-        _write_master(ctx, name, hashed)
-    return 0
+    return _set_password(ctx, args, "adddovecotmasteruser", MASTER_ADD_USAGE, exists=False)
 
 
 def master_update(ctx: Context, args: list[str]) -> int:
-    ctx.program = "updatedovecotmasteruser"
-    require(args, 1, MASTER_UPDATE_USAGE)
-    at_most(args, 2, MASTER_UPDATE_USAGE)
-    name = _master_name(args[0], MASTER_UPDATE_USAGE)
-    if not _master_exists(ctx, name):
-        raise CliError(f"'{name}' does not exist")
-    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with ctx.locked():
-        if not _master_exists(ctx, name):
-            raise CliError(f"'{name}' does not exist")
-        _write_master(ctx, name, hashed)
-    return 0
+    return _set_password(ctx, args, "updatedovecotmasteruser", MASTER_UPDATE_USAGE, exists=True)
 
 
 def master_del(ctx: Context, args: list[str]) -> int:
@@ -79,12 +73,10 @@ def master_del(ctx: Context, args: list[str]) -> int:
     require(args, 1, MASTER_DEL_USAGE)
     names = [_master_name(a, MASTER_DEL_USAGE) for a in args]
     for name in names:
-        if not _master_exists(ctx, name):
-            raise CliError(f"'{name}' does not exist")
+        _check(ctx, name, exists=True)
     with ctx.locked():
         for name in names:
-            if not _master_exists(ctx, name):
-                raise CliError(f"'{name}' does not exist")
+            _check(ctx, name, exists=True)
         cw.rewrite(ctx.file(MASTERS), lambda lines: _remove_all(lines, names))
     return 0
 
