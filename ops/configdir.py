@@ -259,117 +259,102 @@ def _aliases(text: str | None, problem: Report) -> list[tuple[str, list[str]]]:
     return aliases
 
 
-def _regexp(text: str | None, problem: Report) -> list[str]:
-    rules = []
-    for n, line in _lines(text):
-        if not re.match(r"^/.+/[a-zA-Z]*\s+\S", line) and not re.match(r"^(if|endif)\b", line):
-            problem(n, f"expected '/pattern/ target', got {line!r}")
-        else:
-            rules.append(line)
-    return rules
+class _Malformed(Exception):
+    """A line a per-line parser rejects: the message of its problem."""
 
 
-def _local_aliases(text: str | None, problem: Report) -> list[tuple[str, str]]:
-    out = []
-    for n, line in _lines(text):
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip() or not value.strip():
-            problem(n, f"expected 'name: target', got {line!r}")
-        else:
-            out.append((name.strip().lower(), value.strip()))
-    return out
+def _each_line(parse_line: Callable[[str], Any], lines=_lines) -> Callable[[str | None, Report], list]:
+    """A file parser from a line parser: the values of the lines it accepts, a problem for each it rejects."""
+    def parse(text: str | None, problem: Report) -> list:
+        values = []
+        for n, line in lines(text):
+            try:
+                values.append(parse_line(line))
+            except _Malformed as e:
+                problem(n, str(e))
+        return values
+    return parse
+
+
+def _regexp(line: str) -> str:
+    if not re.match(r"^/.+/[a-zA-Z]*\s+\S", line) and not re.match(r"^(if|endif)\b", line):
+        raise _Malformed(f"expected '/pattern/ target', got {line!r}")
+    return line
+
+
+def _local_alias(line: str) -> tuple[str, str]:
+    name, sep, value = line.partition(":")
+    if not sep or not name.strip() or not value.strip():
+        raise _Malformed(f"expected 'name: target', got {line!r}")
+    return name.strip().lower(), value.strip()
+
+
+def _quota(line: str) -> tuple[str, str]:
+    address, sep, size = line.partition(":")
+    address = address.strip().lower()
+    if not sep or not ADDRESS.fullmatch(address) or not QUOTA.fullmatch(size.strip()):
+        raise _Malformed(f"expected 'user@domain:SIZE' (SIZE like 10M or 0), got {line!r}")
+    return address, size.strip()
 
 
 def _quotas(text: str | None, problem: Report) -> dict[str, str]:
-    quotas: dict[str, str] = {}
-    for n, line in _lines(text):
-        address, sep, size = line.partition(":")
-        address = address.strip().lower()
-        if not sep or not ADDRESS.fullmatch(address) or not QUOTA.fullmatch(size.strip()):
-            problem(n, f"expected 'user@domain:SIZE' (SIZE like 10M or 0), got {line!r}")
-        else:
-            quotas[address] = size.strip()
-    return quotas
+    return dict(_each_line(_quota)(text, problem))          # a later line for an address wins
 
 
-def _masters(text: str | None, problem: Report) -> list[tuple[str, str]]:
-    masters = []
-    for n, line in _lines(text):
-        user, sep, hashed = line.partition("|")
-        if not sep:
-            problem(n, "expected 'masteruser|{SCHEME}hash': no '|' separator")
-        elif not MASTER_NAME.fullmatch(user.strip()):
-            problem(n, "expected 'masteruser|{SCHEME}hash': the user name is not valid "
-                    "(letters, digits and . _ @ + - only)")
-        elif not HASH.fullmatch(hashed.strip()):
-            problem(n, f"{user.strip()}: the password field is not a '{{SCHEME}}hash'")
-        else:
-            masters.append((user.strip(), hashed.strip()))
-    return masters
+def _master(line: str) -> tuple[str, str]:
+    user, sep, hashed = line.partition("|")
+    if not sep:
+        raise _Malformed("expected 'masteruser|{SCHEME}hash': no '|' separator")
+    if not MASTER_NAME.fullmatch(user.strip()):
+        raise _Malformed("expected 'masteruser|{SCHEME}hash': the user name is not valid "
+                         "(letters, digits and . _ @ + - only)")
+    if not HASH.fullmatch(hashed.strip()):
+        raise _Malformed(f"{user.strip()}: the password field is not a '{{SCHEME}}hash'")
+    return user.strip(), hashed.strip()
 
 
-def _postfix_main(text: str | None, problem: Report) -> list[tuple[str, str]]:
-    params = []
-    for n, line in _joined(text):
-        name, sep, value = line.partition("=")
-        if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
-            problem(n, f"expected 'parameter = value', got {line!r}")
-        else:
-            params.append((name.strip(), value.strip()))
-    return params
+def _postfix_main(line: str) -> tuple[str, str]:
+    name, sep, value = line.partition("=")
+    if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
+        raise _Malformed(f"expected 'parameter = value', got {line!r}")
+    return name.strip(), value.strip()
 
 
-def _postfix_master(text: str | None, problem: Report) -> list[tuple[str, str]]:
-    params = []
-    for n, line in _lines(text):
-        key, sep, value = line.partition("=")
-        if not sep or not re.fullmatch(r"[^/\s]+/(inet|unix|fifo|pass|unix-dgram)/[a-z0-9_]+", key.strip()):
-            problem(n, f"expected 'service/type/parameter=value', got {line!r}")
-        else:
-            params.append((key.strip(), value.strip()))
-    return params
+def _postfix_master(line: str) -> tuple[str, str]:
+    key, sep, value = line.partition("=")
+    if not sep or not re.fullmatch(r"[^/\s]+/(inet|unix|fifo|pass|unix-dgram)/[a-z0-9_]+", key.strip()):
+        raise _Malformed(f"expected 'service/type/parameter=value', got {line!r}")
+    return key.strip(), value.strip()
 
 
-def _access(text: str | None, problem: Report) -> list[tuple[str, str]]:
-    rows = []
-    for n, line in _lines(text):
-        parts = line.split()
-        if len(parts) < 2 or not ACCESS_KEY.fullmatch(parts[0].lower()):
-            problem(n, f"expected 'address ACTION', got {line!r}")
-        else:
-            rows.append((parts[0].lower(), " ".join(parts[1:])))
-    return rows
+def _access(line: str) -> tuple[str, str]:
+    parts = line.split()
+    if len(parts) < 2 or not ACCESS_KEY.fullmatch(parts[0].lower()):
+        raise _Malformed(f"expected 'address ACTION', got {line!r}")
+    return parts[0].lower(), " ".join(parts[1:])
 
 
-def _relaymap(text: str | None, problem: Report) -> list[tuple[str, str]]:
-    rows = []
-    for n, line in _lines(text):
-        parts = line.split()
-        if not parts[0].startswith("@") or not DOMAIN.fullmatch(parts[0][1:].lower()) or len(parts) > 2 \
-                or (len(parts) == 2 and not re.fullmatch(r"\[[^\]\s]+\](:[0-9]+)?", parts[1])):
-            problem(n, f"expected '@domain [host]:port' or '@domain', got {line!r}")
-        else:
-            rows.append((parts[0].lower(), parts[1] if len(parts) == 2 else ""))
-    return rows
+def _relaymap(line: str) -> tuple[str, str]:
+    parts = line.split()
+    if not parts[0].startswith("@") or not DOMAIN.fullmatch(parts[0][1:].lower()) or len(parts) > 2 \
+            or (len(parts) == 2 and not re.fullmatch(r"\[[^\]\s]+\](:[0-9]+)?", parts[1])):
+        raise _Malformed(f"expected '@domain [host]:port' or '@domain', got {line!r}")
+    return parts[0].lower(), parts[1] if len(parts) == 2 else ""
 
 
-def _relay_auth(text: str | None, problem: Report) -> list[tuple[str, str]]:
-    rows = []
-    for n, line in _lines(text):
-        parts = line.split(None, 1)
-        # The key is named only when it looks like one (a line missing its key
-        # starts with the user:password); the rest of the line never is.
-        key = parts[0].lower()
-        if len(parts) != 2:
-            problem(n, "expected '@domain user:password': only one field")
-        elif ":" not in parts[1]:
-            named = f"{key}: " if RELAY_KEY.fullmatch(key) else ""
-            problem(n, f"{named}expected 'user:password' after the key")
-        elif not RELAY_KEY.fullmatch(key):
-            problem(n, "expected '@domain user:password': the key is not an @domain, an address or a [host]:port")
-        else:
-            rows.append((parts[0].lower(), parts[1].strip()))
-    return rows
+def _relay_auth(line: str) -> tuple[str, str]:
+    parts = line.split(None, 1)
+    # The key is named only when it looks like one (a line missing its key
+    # starts with the user:password); the rest of the line never is.
+    key = parts[0].lower()
+    if len(parts) != 2:
+        raise _Malformed("expected '@domain user:password': only one field")
+    if ":" not in parts[1]:
+        named = f"{key}: " if RELAY_KEY.fullmatch(key) else ""
+        raise _Malformed(f"{named}expected 'user:password' after the key")
+    if not RELAY_KEY.fullmatch(key):
+        raise _Malformed("expected '@domain user:password': the key is not an @domain, an address or a [host]:port")
+    return parts[0].lower(), parts[1].strip()
 
 
 def _text(text: str | None, problem: Report) -> str | None:
@@ -396,19 +381,19 @@ class Source:
 SOURCES = (
     Source("postfix-accounts.cf", _accounts, "accounts"),
     Source("postfix-virtual.cf", _aliases, "aliases"),
-    Source("postfix-regexp.cf", _regexp, "regexp"),
-    Source("postfix-aliases.cf", _local_aliases, "local_aliases"),
+    Source("postfix-regexp.cf", _each_line(_regexp), "regexp"),
+    Source("postfix-aliases.cf", _each_line(_local_alias), "local_aliases"),
     Source("dovecot-quotas.cf", _quotas, "quotas"),
-    Source("dovecot-masters.cf", _masters, "masters"),
-    Source("postfix-main.cf", _postfix_main, "postfix_main"),
-    Source("postfix-master.cf", _postfix_master, "postfix_master"),
+    Source("dovecot-masters.cf", _each_line(_master), "masters"),
+    Source("postfix-main.cf", _each_line(_postfix_main, _joined), "postfix_main"),
+    Source("postfix-master.cf", _each_line(_postfix_master), "postfix_master"),
     Source("dovecot.cf", _text_or_empty, "dovecot_cf", verbatim=True),
     Source("before.dovecot.sieve", _text, "global_sieve", key="before", verbatim=True),
     Source("after.dovecot.sieve", _text, "global_sieve", key="after", verbatim=True),
-    Source("postfix-send-access.cf", _access, "send_access"),
-    Source("postfix-receive-access.cf", _access, "receive_access"),
-    Source("postfix-relaymap.cf", _relaymap, "relaymap"),
-    Source("postfix-sasl-password.cf", _relay_auth, "relay_auth"),
+    Source("postfix-send-access.cf", _each_line(_access), "send_access"),
+    Source("postfix-receive-access.cf", _each_line(_access), "receive_access"),
+    Source("postfix-relaymap.cf", _each_line(_relaymap), "relaymap"),
+    Source("postfix-sasl-password.cf", _each_line(_relay_auth), "relay_auth"),
 )
 
 # Files whose content feeds the generated configuration; the change poller
