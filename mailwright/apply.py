@@ -1,6 +1,6 @@
 """Make a list of `ConfigFile`s true on this machine, touching only what differs.
 
-Each write is atomic (temp file in the same directory, fsync, rename), so a
+Each write is atomic (`mailwright.atomic`: temp file in the same directory, fsync, rename), so a
 daemon never reads half a file and a crash never leaves one behind.
 
 One file that cannot be made true (its `after` command fails, its directory is
@@ -16,12 +16,12 @@ import grp
 import os
 import pwd
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from mailwright import atomic
 from ops.render import ConfigFile
 
 
@@ -65,23 +65,10 @@ def write(f: ConfigFile) -> None:
         return
     uid, gid = _uid(f.owner), _gid(f.group)
     _mkdirs(path.parent, uid, gid)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(f.content.encode())
-            out.flush()
-            os.fchmod(out.fileno(), f.mode)
-            os.fchown(out.fileno(), uid, gid)
-            os.fsync(out.fileno())
-        # Postfix will not read a table or main.cf modified in the current second (it
-        # sleeps 300 ms at a time until it is older): dating the file two seconds back
-        # saves up to 2 s at every container start.
-        past = time.time() - 2
-        os.utime(tmp, (past, past))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Postfix will not read a table or main.cf modified in the current second (it
+    # sleeps 300 ms at a time until it is older): dating the file two seconds back
+    # saves up to 2 s at every container start.
+    atomic.replace(path, f.content.encode(), f.mode, (uid, gid), mtime=time.time() - 2)
     for command in f.after:
         result = subprocess.run(command, shell=True, capture_output=True)
         if result.returncode != 0:

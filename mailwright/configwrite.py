@@ -49,11 +49,11 @@ import re
 import socket
 import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from mailwright import atomic
 from ops.configdir import SECRET_FILES, WATCHED, SymlinkRefused, read_file, split_lines
 
 LOCK_NAME = "check-for-changes.sh.lock"
@@ -209,26 +209,9 @@ def write_atomic(path: str | Path, data: bytes, mode: int | None = None) -> None
         uid, gid = _new_file_owner(directory)
     if is_secret(path):
         new_mode = 0o600
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), new_mode)
-            if os.geteuid() == 0 or uid == os.geteuid():
-                with contextlib.suppress(PermissionError):
-                    os.fchown(f.fileno(), uid, gid)
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    mine = os.geteuid() == 0 or uid == os.geteuid()
+    atomic.replace(path, data, new_mode, (uid, gid) if mine else None, owner_best_effort=True,
+                   sync_dir=True, suffix=".tmp")
 
 
 def _secret_mode(path: Path) -> None:

@@ -14,6 +14,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 log = logging.getLogger("mailwright.config")
 
@@ -70,16 +71,6 @@ def valid_local_part(value: str) -> bool:
 
 def valid_domain(value: str) -> bool:
     return DOMAIN.fullmatch(value) is not None
-
-# Files whose content feeds the generated configuration; the change poller
-# watches exactly these (plus certificates).
-WATCHED = (
-    "postfix-accounts.cf", "postfix-virtual.cf", "postfix-regexp.cf", "postfix-aliases.cf",
-    "dovecot-quotas.cf", "dovecot-masters.cf", "postfix-main.cf", "postfix-master.cf", "dovecot.cf",
-    "before.dovecot.sieve", "after.dovecot.sieve",
-    "postfix-send-access.cf", "postfix-receive-access.cf", "postfix-relaymap.cf", "postfix-sasl-password.cf",
-)
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -211,6 +202,205 @@ def _joined(text: str | None):
 
 
 
+# --- one parser per file: (text or None when absent, problem) -> the value of its ConfigDir field ----
+# `problem(line, message)` reports a malformed line (skipped unless `outcome` says otherwise); its
+# file is named by the caller.
+
+Report = Callable[..., None]
+
+
+def _accounts(text: str | None, problem: Report) -> list[Account]:
+    accounts: list[Account] = []
+    seen: set[str] = set()
+    for n, line in _lines(text):
+        # Messages name the address only once it is valid: the rest of the
+        # line (and a line without '|' as a whole) may hold a hash or a password.
+        parts = line.split("|", 2)
+        address = parts[0].strip().lower()
+        if len(parts) < 2:
+            problem(n, "expected 'user@domain|{SCHEME}hash': no '|' separator")
+        elif not ADDRESS.fullmatch(address):
+            problem(n, "expected 'user@domain|{SCHEME}hash': the first field is not a valid address")
+        elif not HASH.fullmatch(parts[1].strip()):
+            problem(n, f"{address}: the password field is not a '{{SCHEME}}hash'")
+        elif address in seen:
+            problem(n, f"{address} is defined twice; the first entry is used")
+        else:
+            seen.add(address)
+            accounts.append(Account(address, parts[1].strip(), parts[2].strip() if len(parts) > 2 else ""))
+    return accounts
+
+
+def _aliases(text: str | None, problem: Report) -> list[tuple[str, list[str]]]:
+    aliases: list[tuple[str, list[str]]] = []
+    alias_line: dict[str, int] = {}
+    alias_index: dict[str, int] = {}
+    for n, line in _lines(text):
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            problem(n, f"expected 'alias target[,target…]', got {line!r}")
+            continue
+        alias = parts[0].lower()
+        targets = [t.strip().lower() for t in re.split(r"[,\s]+", parts[1]) if t.strip()]
+        bad = [t for t in targets if not ALIAS_TARGET.fullmatch(t)]
+        if not ALIAS_KEY.fullmatch(alias):
+            problem(n, f"{alias!r} is not an address, a local part or an @domain")
+        elif bad:
+            problem(n, f"{alias}: invalid target {bad[0]!r}")
+        elif alias in alias_line:
+            # texthash would silently keep only the first line: merge, and say so.
+            problem(n, f"{alias} is already defined on line {alias_line[alias]}; "
+                    "its targets are merged into that line", outcome="merged")
+            kept = aliases[alias_index[alias]][1]
+            kept.extend(t for t in targets if t not in kept)
+        else:
+            alias_line[alias], alias_index[alias] = n, len(aliases)
+            aliases.append((alias, targets))
+    return aliases
+
+
+class _Malformed(Exception):
+    """A line a per-line parser rejects: the message of its problem."""
+
+
+def _each_line(parse_line: Callable[[str], Any], lines=_lines) -> Callable[[str | None, Report], list]:
+    """A file parser from a line parser: the values of the lines it accepts, a problem for each it rejects."""
+    def parse(text: str | None, problem: Report) -> list:
+        values = []
+        for n, line in lines(text):
+            try:
+                values.append(parse_line(line))
+            except _Malformed as e:
+                problem(n, str(e))
+        return values
+    return parse
+
+
+def _regexp(line: str) -> str:
+    if not re.match(r"^/.+/[a-zA-Z]*\s+\S", line) and not re.match(r"^(if|endif)\b", line):
+        raise _Malformed(f"expected '/pattern/ target', got {line!r}")
+    return line
+
+
+def _local_alias(line: str) -> tuple[str, str]:
+    name, sep, value = line.partition(":")
+    if not sep or not name.strip() or not value.strip():
+        raise _Malformed(f"expected 'name: target', got {line!r}")
+    return name.strip().lower(), value.strip()
+
+
+def _quota(line: str) -> tuple[str, str]:
+    address, sep, size = line.partition(":")
+    address = address.strip().lower()
+    if not sep or not ADDRESS.fullmatch(address) or not QUOTA.fullmatch(size.strip()):
+        raise _Malformed(f"expected 'user@domain:SIZE' (SIZE like 10M or 0), got {line!r}")
+    return address, size.strip()
+
+
+def _quotas(text: str | None, problem: Report) -> dict[str, str]:
+    return dict(_each_line(_quota)(text, problem))          # a later line for an address wins
+
+
+def _master(line: str) -> tuple[str, str]:
+    user, sep, hashed = line.partition("|")
+    if not sep:
+        raise _Malformed("expected 'masteruser|{SCHEME}hash': no '|' separator")
+    if not MASTER_NAME.fullmatch(user.strip()):
+        raise _Malformed("expected 'masteruser|{SCHEME}hash': the user name is not valid "
+                         "(letters, digits and . _ @ + - only)")
+    if not HASH.fullmatch(hashed.strip()):
+        raise _Malformed(f"{user.strip()}: the password field is not a '{{SCHEME}}hash'")
+    return user.strip(), hashed.strip()
+
+
+def _postfix_main(line: str) -> tuple[str, str]:
+    name, sep, value = line.partition("=")
+    if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
+        raise _Malformed(f"expected 'parameter = value', got {line!r}")
+    return name.strip(), value.strip()
+
+
+def _postfix_master(line: str) -> tuple[str, str]:
+    key, sep, value = line.partition("=")
+    if not sep or not re.fullmatch(r"[^/\s]+/(inet|unix|fifo|pass|unix-dgram)/[a-z0-9_]+", key.strip()):
+        raise _Malformed(f"expected 'service/type/parameter=value', got {line!r}")
+    return key.strip(), value.strip()
+
+
+def _access(line: str) -> tuple[str, str]:
+    parts = line.split()
+    if len(parts) < 2 or not ACCESS_KEY.fullmatch(parts[0].lower()):
+        raise _Malformed(f"expected 'address ACTION', got {line!r}")
+    return parts[0].lower(), " ".join(parts[1:])
+
+
+def _relaymap(line: str) -> tuple[str, str]:
+    parts = line.split()
+    if not parts[0].startswith("@") or not DOMAIN.fullmatch(parts[0][1:].lower()) or len(parts) > 2 \
+            or (len(parts) == 2 and not re.fullmatch(r"\[[^\]\s]+\](:[0-9]+)?", parts[1])):
+        raise _Malformed(f"expected '@domain [host]:port' or '@domain', got {line!r}")
+    return parts[0].lower(), parts[1] if len(parts) == 2 else ""
+
+
+def _relay_auth(line: str) -> tuple[str, str]:
+    parts = line.split(None, 1)
+    # The key is named only when it looks like one (a line missing its key
+    # starts with the user:password); the rest of the line never is.
+    key = parts[0].lower()
+    if len(parts) != 2:
+        raise _Malformed("expected '@domain user:password': only one field")
+    if ":" not in parts[1]:
+        named = f"{key}: " if RELAY_KEY.fullmatch(key) else ""
+        raise _Malformed(f"{named}expected 'user:password' after the key")
+    if not RELAY_KEY.fullmatch(key):
+        raise _Malformed("expected '@domain user:password': the key is not an @domain, an address or a [host]:port")
+    return parts[0].lower(), parts[1].strip()
+
+
+def _text(text: str | None, problem: Report) -> str | None:
+    """A file handed on as it is (None when absent)."""
+    return text
+
+
+def _text_or_empty(text: str | None, problem: Report) -> str:
+    return text or ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file of the config folder and what becomes of it."""
+    name: str                      # relative to the config folder
+    parse: Callable[[str | None, Report], Any]
+    field: str                     # the ConfigDir field it fills
+    key: str | None = None         # the field is a dict: the value goes under `key` (when the file exists)
+    watched: bool = True           # the change poller re-applies the configuration when it changes
+    verbatim: bool = False         # handed on unaltered: must be UTF-8, not split into lines
+
+
+# Every config-folder file the deploy reads (besides `<address>.dovecot.sieve`, found by name).
+SOURCES = (
+    Source("postfix-accounts.cf", _accounts, "accounts"),
+    Source("postfix-virtual.cf", _aliases, "aliases"),
+    Source("postfix-regexp.cf", _each_line(_regexp), "regexp"),
+    Source("postfix-aliases.cf", _each_line(_local_alias), "local_aliases"),
+    Source("dovecot-quotas.cf", _quotas, "quotas"),
+    Source("dovecot-masters.cf", _each_line(_master), "masters"),
+    Source("postfix-main.cf", _each_line(_postfix_main, _joined), "postfix_main"),
+    Source("postfix-master.cf", _each_line(_postfix_master), "postfix_master"),
+    Source("dovecot.cf", _text_or_empty, "dovecot_cf", verbatim=True),
+    Source("before.dovecot.sieve", _text, "global_sieve", key="before", verbatim=True),
+    Source("after.dovecot.sieve", _text, "global_sieve", key="after", verbatim=True),
+    Source("postfix-send-access.cf", _each_line(_access), "send_access"),
+    Source("postfix-receive-access.cf", _each_line(_access), "receive_access"),
+    Source("postfix-relaymap.cf", _each_line(_relaymap), "relaymap"),
+    Source("postfix-sasl-password.cf", _each_line(_relay_auth), "relay_auth"),
+)
+
+# Files whose content feeds the generated configuration; the change poller
+# watches exactly these (plus certificates and the users' sieve scripts).
+WATCHED = tuple(source.name for source in SOURCES if source.watched)
+
+
 def read(path: str | Path) -> ConfigDir:
     root = Path(path)
     cfg = ConfigDir(path=root)
@@ -243,133 +433,15 @@ def read(path: str | Path) -> ConfigDir:
             problem(name, 0, f"is not valid UTF-8 (byte offset {e.start})", outcome="file skipped")
             return None
 
-    seen: set[str] = set()
-    for n, line in _lines(content("postfix-accounts.cf")):
-        # Messages name the address only once it is valid: the rest of the
-        # line (and a line without '|' as a whole) may hold a hash or a password.
-        parts = line.split("|", 2)
-        address = parts[0].strip().lower()
-        if len(parts) < 2:
-            problem("postfix-accounts.cf", n, "expected 'user@domain|{SCHEME}hash': no '|' separator")
-        elif not ADDRESS.fullmatch(address):
-            problem("postfix-accounts.cf", n, "expected 'user@domain|{SCHEME}hash': "
-                    "the first field is not a valid address")
-        elif not HASH.fullmatch(parts[1].strip()):
-            problem("postfix-accounts.cf", n, f"{address}: the password field is not a '{{SCHEME}}hash'")
-        elif address in seen:
-            problem("postfix-accounts.cf", n, f"{address} is defined twice; the first entry is used")
-        else:
-            seen.add(address)
-            cfg.accounts.append(Account(address, parts[1].strip(), parts[2].strip() if len(parts) > 2 else ""))
-
-    alias_line: dict[str, int] = {}
-    alias_index: dict[str, int] = {}
-    for n, line in _lines(content("postfix-virtual.cf")):
-        parts = line.split(None, 1)
-        if len(parts) != 2:
-            problem("postfix-virtual.cf", n, f"expected 'alias target[,target…]', got {line!r}")
-            continue
-        alias = parts[0].lower()
-        targets = [t.strip().lower() for t in re.split(r"[,\s]+", parts[1]) if t.strip()]
-        bad = [t for t in targets if not ALIAS_TARGET.fullmatch(t)]
-        if not ALIAS_KEY.fullmatch(alias):
-            problem("postfix-virtual.cf", n, f"{alias!r} is not an address, a local part or an @domain")
-        elif bad:
-            problem("postfix-virtual.cf", n, f"{alias}: invalid target {bad[0]!r}")
-        elif alias in alias_line:
-            # texthash would silently keep only the first line: merge, and say so.
-            problem("postfix-virtual.cf", n, f"{alias} is already defined on line {alias_line[alias]}; "
-                    "its targets are merged into that line", outcome="merged")
-            kept = cfg.aliases[alias_index[alias]][1]
-            kept.extend(t for t in targets if t not in kept)
-        else:
-            alias_line[alias], alias_index[alias] = n, len(cfg.aliases)
-            cfg.aliases.append((alias, targets))
-
-    for n, line in _lines(content("postfix-regexp.cf")):
-        if not re.match(r"^/.+/[a-zA-Z]*\s+\S", line) and not re.match(r"^(if|endif)\b", line):
-            problem("postfix-regexp.cf", n, f"expected '/pattern/ target', got {line!r}")
-        else:
-            cfg.regexp.append(line)
-
-    for n, line in _lines(content("postfix-aliases.cf")):
-        name, sep, value = line.partition(":")
-        if not sep or not name.strip() or not value.strip():
-            problem("postfix-aliases.cf", n, f"expected 'name: target', got {line!r}")
-        else:
-            cfg.local_aliases.append((name.strip().lower(), value.strip()))
-
-    for n, line in _lines(content("dovecot-quotas.cf")):
-        address, sep, size = line.partition(":")
-        address = address.strip().lower()
-        if not sep or not ADDRESS.fullmatch(address) or not QUOTA.fullmatch(size.strip()):
-            problem("dovecot-quotas.cf", n, f"expected 'user@domain:SIZE' (SIZE like 10M or 0), got {line!r}")
-        else:
-            cfg.quotas[address] = size.strip()
-
-    for n, line in _lines(content("dovecot-masters.cf")):
-        user, sep, hashed = line.partition("|")
-        if not sep:
-            problem("dovecot-masters.cf", n, "expected 'masteruser|{SCHEME}hash': no '|' separator")
-        elif not MASTER_NAME.fullmatch(user.strip()):
-            problem("dovecot-masters.cf", n, "expected 'masteruser|{SCHEME}hash': the user name is not valid "
-                    "(letters, digits and . _ @ + - only)")
-        elif not HASH.fullmatch(hashed.strip()):
-            problem("dovecot-masters.cf", n, f"{user.strip()}: the password field is not a '{{SCHEME}}hash'")
-        else:
-            cfg.masters.append((user.strip(), hashed.strip()))
-
-    for n, line in _joined(content("postfix-main.cf")):
-        name, sep, value = line.partition("=")
-        if not sep or not re.fullmatch(r"[a-z0-9_]+", name.strip()):
-            problem("postfix-main.cf", n, f"expected 'parameter = value', got {line!r}")
-        else:
-            cfg.postfix_main.append((name.strip(), value.strip()))
-
-    for n, line in _lines(content("postfix-master.cf")):
-        key, sep, value = line.partition("=")
-        if not sep or not re.fullmatch(r"[^/\s]+/(inet|unix|fifo|pass|unix-dgram)/[a-z0-9_]+", key.strip()):
-            problem("postfix-master.cf", n, f"expected 'service/type/parameter=value', got {line!r}")
-        else:
-            cfg.postfix_master.append((key.strip(), value.strip()))
-
-    for name, target in (("postfix-send-access.cf", cfg.send_access), ("postfix-receive-access.cf", cfg.receive_access)):
-        for n, line in _lines(content(name)):
-            parts = line.split()
-            if len(parts) < 2 or not ACCESS_KEY.fullmatch(parts[0].lower()):
-                problem(name, n, f"expected 'address ACTION', got {line!r}")
-            else:
-                target.append((parts[0].lower(), " ".join(parts[1:])))
-
-    for n, line in _lines(content("postfix-relaymap.cf")):
-        parts = line.split()
-        if not parts[0].startswith("@") or not DOMAIN.fullmatch(parts[0][1:].lower()) or len(parts) > 2 \
-                or (len(parts) == 2 and not re.fullmatch(r"\[[^\]\s]+\](:[0-9]+)?", parts[1])):
-            problem("postfix-relaymap.cf", n, f"expected '@domain [host]:port' or '@domain', got {line!r}")
-        else:
-            cfg.relaymap.append((parts[0].lower(), parts[1] if len(parts) == 2 else ""))
-
-    for n, line in _lines(content("postfix-sasl-password.cf")):
-        parts = line.split(None, 1)
-        # The key is named only when it looks like one (a line missing its key
-        # starts with the user:password); the rest of the line never is.
-        key = parts[0].lower()
-        if len(parts) != 2:
-            problem("postfix-sasl-password.cf", n, "expected '@domain user:password': only one field")
-        elif ":" not in parts[1]:
-            named = f"{key}: " if RELAY_KEY.fullmatch(key) else ""
-            problem("postfix-sasl-password.cf", n, f"{named}expected 'user:password' after the key")
-        elif not RELAY_KEY.fullmatch(key):
-            problem("postfix-sasl-password.cf", n, "expected '@domain user:password': "
-                    "the key is not an @domain, an address or a [host]:port")
-        else:
-            cfg.relay_auth.append((parts[0].lower(), parts[1].strip()))
-
-    cfg.dovecot_cf = content("dovecot.cf", verbatim=True) or ""
-    for which in ("before", "after"):
-        script = content(f"{which}.dovecot.sieve", verbatim=True)
-        if script is not None:
-            cfg.global_sieve[which] = script
+    # The line files first, then those handed on verbatim: the order problems are reported in.
+    for source in sorted(SOURCES, key=lambda source: source.verbatim):
+        def report(n: int, message: str, outcome: str = "line skipped", name: str = source.name) -> None:
+            problem(name, n, message, outcome)
+        value = source.parse(content(source.name, source.verbatim), report)
+        if source.key is None:
+            setattr(cfg, source.field, value)
+        elif value is not None:
+            getattr(cfg, source.field)[source.key] = value
     for f in sorted(root.glob("*@*.dovecot.sieve")):
         script = content(f.name, verbatim=True)
         if script is not None:

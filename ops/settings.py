@@ -55,6 +55,15 @@ RELAY_NEXTHOP = rf"^({_HOST}|\[({_HOST}|[0-9A-Fa-f:.]+|ipv6:[0-9A-Fa-f:.]+)\])(:
 # they would split the line of a generated file (main.cf, /etc/dms-settings) into two.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 LATER = {"implemented": False}
+# LOG_LEVEL's values, quietest first: the `setup` CLI ranks its messages by this order.
+LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
+
+
+def domain_of(fqdn: str) -> str:
+    """docker-mailserver's DOMAINNAME: the FQDN minus its first label, or the FQDN itself
+    when it has two labels."""
+    labels = fqdn.split(".")
+    return ".".join(labels[1:]) if len(labels) > 2 else fqdn
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class Settings:
     # --- general / core --------------------------------------------------------------
     OVERRIDE_HOSTNAME: str = opt("", "FQDN of the server; empty: the host's `hostname -f`")
     LOG_LEVEL: str = opt("info", "verbosity of mailwright's own log lines",
-                         choices=("error", "warn", "info", "debug", "trace"))
+                         choices=LOG_LEVELS)
     SUPERVISOR_LOGLEVEL: str = opt("warn", "verbosity of the supervisor (mailwright's init logs at this level)",
                                    choices=("critical", "error", "warn", "info", "debug"))
     DMS_VMAIL_UID: int = opt(5000, "uid of the `docker` user owning /var/mail", minimum=1)
@@ -240,8 +249,7 @@ class Settings:
     @property
     def domainname(self) -> str:
         """The FQDN minus its first label, or the FQDN itself when it has two labels."""
-        labels = self.fqdn.split(".")
-        return ".".join(labels[1:]) if len(labels) > 2 else self.fqdn
+        return domain_of(self.fqdn)
 
     @property
     def postmaster(self) -> str:
@@ -413,7 +421,7 @@ def load(*, env_file: str | Path | None = None, host_data: Mapping[str, Any] | N
             raw[key] = value
     raw = _apply_legacy(_resolve_secrets(raw))
 
-    if raw.get("LOG_LEVEL", "info") not in ("error", "warn", "info", "debug", "trace"):
+    if raw.get("LOG_LEVEL", "info") not in LOG_LEVELS:
         log.warning("LOG_LEVEL=%r is not a log level; using info", raw["LOG_LEVEL"])
         raw["LOG_LEVEL"] = "info"
     if raw.get("ACCOUNT_PROVISIONER") == "OIDC":

@@ -21,9 +21,15 @@ from pathlib import Path
 
 from mailwright import configwrite
 from ops import configdir
-from ops.settings import CONFIG_DIRS, Settings, SettingsError, read_dms_settings
+from ops.settings import CONFIG_DIRS, LOG_LEVELS, Settings, SettingsError, read_dms_settings
 
-LEVELS = {"error": 1, "warn": 2, "info": 3, "debug": 4, "trace": 5}
+# The config-folder files the commands edit.
+ACCOUNTS = "postfix-accounts.cf"
+VIRTUAL = "postfix-virtual.cf"
+QUOTAS = "dovecot-quotas.cf"
+MASTERS = "dovecot-masters.cf"
+
+LEVELS = {name: rank for rank, name in enumerate(LOG_LEVELS, 1)}      # error 1 … trace 5
 COLOURS = {"error": "\033[1;31m", "warn": "\033[1;33m", "info": "\033[0;34m", "debug": "\033[0;35m",
            "trace": "\033[0;36m"}
 
@@ -103,7 +109,7 @@ class Context:
     # --- output ------------------------------------------------------------------------------
     def log(self, level: str, message: str) -> None:
         wanted = os.environ.get("LOG_LEVEL") or (self.settings.LOG_LEVEL if "settings" in self.__dict__ else "info")
-        if LEVELS[level] > LEVELS.get(wanted, 3):
+        if LEVELS[level] > LEVELS.get(wanted, LEVELS["info"]):
             return
         name = {"info": "INFO ", "warn": "WARN "}.get(level, level.upper())
         if sys.stderr.isatty():
@@ -252,3 +258,10 @@ def usage_text(command: str, description: str, examples: str = "") -> str:
     text += ("\nEXIT STATUS\n    0 when the command succeeded; 1 when an argument is missing or invalid,\n"
              "    in which case no file was changed.\n")
     return text
+
+
+def require_content(path: Path) -> None:
+    if not path.is_file():
+        raise CliError(f"'{path}' does not exist")
+    if not any(line.strip() and not line.strip().startswith("#") for line in configwrite.read_lines(path)):
+        raise CliError(f"'{path}' is empty, nothing to list")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mailwright import configwrite as cw
 from ops import configdir
+from ops.settings import domain_of
 
 from .common import CliError, Context, UsageExit
 
@@ -91,8 +92,7 @@ def _domains(ctx: Context, given: str | None) -> list[str]:
         return out
     found = set(ctx.config().domains) if ctx.settings.ACCOUNT_PROVISIONER == "FILE" else set()
     fqdn = ctx.settings.fqdn or socket.getfqdn()
-    labels = fqdn.lower().split(".")
-    domainname = ".".join(labels[1:]) if len(labels) > 2 else fqdn.lower()
+    domainname = domain_of(fqdn.lower())
     if configdir.DOMAIN.match(domainname):
         found.add(domainname)
     return sorted(found)

@@ -9,7 +9,7 @@ import sys
 
 from mailwright.configwrite import LockTimeout, UnsafePath
 
-from . import accounts, aliases, dkim, misc, relay
+from . import alias, dkim, dovecot_master, email, misc, quota, relay
 from .common import CliError, Context, UsageExit
 
 USAGE = """SETUP(1)
@@ -89,12 +89,12 @@ EXAMPLES
 """
 
 COMMANDS = {
-    "email": {"add": accounts.email_add, "update": accounts.email_update, "del": accounts.email_del,
-              "restrict": accounts.email_restrict, "list": accounts.email_list},
-    "alias": {"add": aliases.alias_add, "del": aliases.alias_del, "list": aliases.alias_list},
-    "quota": {"set": aliases.quota_set, "del": aliases.quota_del},
-    "dovecot-master": {"add": accounts.master_add, "update": accounts.master_update, "del": accounts.master_del,
-                       "list": accounts.master_list},
+    "email": {"add": email.email_add, "update": email.email_update, "del": email.email_del,
+              "restrict": email.email_restrict, "list": email.email_list},
+    "alias": {"add": alias.alias_add, "del": alias.alias_del, "list": alias.alias_list},
+    "quota": {"set": quota.quota_set, "del": quota.quota_del},
+    "dovecot-master": {"add": dovecot_master.master_add, "update": dovecot_master.master_update,
+                       "del": dovecot_master.master_del, "list": dovecot_master.master_list},
     "config": {"dkim": dkim.config_dkim},
     "relay": {"add-domain": relay.add_domain, "add-auth": relay.add_auth, "exclude-domain": relay.exclude_domain},
     "debug": {"fetchmail": misc.debug_fetchmail, "getmail": misc.debug_getmail, "login": misc.debug_login,

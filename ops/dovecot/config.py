@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from ops.configdir import ConfigDir
-from ops.postfix.config import CIPHERS
 from ops.render import ConfigFile, rendered
 from ops.settings import Settings
-from ops.tls import Tls
+from ops.tls import CIPHERS, Tls
 
 SIEVE_DIR = "/etc/dovecot/sieve"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mailwright import apply
+from mailwright import apply, atomic
 from ops.render import ConfigFile
 
 USER = pwd.getpwuid(os.getuid()).pw_name
@@ -166,13 +166,13 @@ def mixed(tmp_path, monkeypatch):
         cf(ro / "dovecot.conf", "x\n", reloads=("dovecot",)),
         cf(tmp_path / "local.conf", "y\n", reloads=("dovecot",)),
     ]
-    real_mkstemp = apply.tempfile.mkstemp
+    real_mkstemp = atomic.tempfile.mkstemp
 
     def mkstemp(dir, **kw):        # a read-only directory, even for root (who ignores the mode bits)
         if Path(dir) == ro:
             raise PermissionError(13, "Permission denied")
         return real_mkstemp(dir=dir, **kw)
-    monkeypatch.setattr(apply.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
     return tmp_path, files
 
 

@@ -336,6 +336,31 @@ def test_watched_files_cover_every_input_format():
     assert read_names <= set(configdir.WATCHED)
 
 
+def test_the_sources_table_names_each_file_its_field_and_derives_watched(tmp_path):
+    # One row per file: its parser fills its ConfigDir field; WATCHED is the watched rows, in table order.
+    assert configdir.WATCHED == tuple(s.name for s in configdir.SOURCES if s.watched)
+    assert len({s.name for s in configdir.SOURCES}) == len(configdir.SOURCES)
+    fields = {f for f in configdir.ConfigDir.__dataclass_fields__}
+    assert {s.field for s in configdir.SOURCES} <= fields
+    empty = configdir.read(tmp_path)
+    samples = {"postfix-accounts.cf": f"user@example.test|{H1}\n", "postfix-virtual.cf": "a@example.test user@example.test\n",
+               "postfix-regexp.cf": "/^x@example\\.test$/ user@example.test\n", "postfix-aliases.cf": "root: user\n",
+               "dovecot-quotas.cf": "user@example.test:10M\n", "dovecot-masters.cf": f"admin|{H1}\n",
+               "postfix-main.cf": "smtpd_banner = hi\n", "postfix-master.cf": "submission/inet/a=b\n",
+               "dovecot.cf": "x = 1\n", "before.dovecot.sieve": "keep;\n", "after.dovecot.sieve": "keep;\n",
+               "postfix-send-access.cf": "a@example.test REJECT\n", "postfix-receive-access.cf": "a@example.test REJECT\n",
+               "postfix-relaymap.cf": "@example.test [relay.test]:25\n", "postfix-sasl-password.cf": "@example.test u:p\n"}
+    assert set(samples) == set(configdir.WATCHED)
+    for source in configdir.SOURCES:
+        folder = tmp_path / source.name
+        folder.mkdir()
+        (folder / source.name).write_text(samples[source.name])
+        cfg = configdir.read(folder)
+        assert cfg.problems == []
+        changed = [f for f in fields if f not in ("path", "problems") and getattr(cfg, f) != getattr(empty, f)]
+        assert changed == [source.field], source.name
+
+
 # ====================================================================================================
 # Issue 7 (7.5, 7.7, 7.8, 7.12): lines, symbolic links, secrets in messages, long continuations
 # ====================================================================================================

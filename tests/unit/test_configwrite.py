@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailwright import configwrite as cw
+from mailwright import atomic, configwrite as cw
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -234,13 +234,13 @@ def test_a_symlink_appearing_during_a_write_is_replaced_not_written_through(tmp_
     target.write_text("target\n")
     dest = tmp_path / "config" / "postfix-virtual.cf"
     dest.parent.mkdir()
-    real = cw.tempfile.mkstemp
+    real = atomic.tempfile.mkstemp
 
     def racing_mkstemp(*a, **kw):
         out = real(*a, **kw)
         dest.symlink_to(target)
         return out
-    monkeypatch.setattr(cw.tempfile, "mkstemp", racing_mkstemp)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", racing_mkstemp)
     cw.write_atomic(dest, b"a@x.com b@x.com\n")
     assert not dest.is_symlink() and dest.read_bytes() == b"a@x.com b@x.com\n"
     assert target.read_text() == "target\n"

@@ -137,7 +137,7 @@ def test_plaintext_when_ssl_type_empty(tmp_path):
 
 @pytest.mark.parametrize("level, head", [("modern", MODERN_HEAD), ("intermediate", INTERMEDIATE_HEAD)])
 def test_tls_level_cipher_list(tmp_path, level, head):
-    from ops.postfix.config import CIPHERS
+    from ops.tls import CIPHERS
     c = conf(tmp_path, TLS_LEVEL=level, **tls_env(tmp_path))
     assert c[("ssl_cipher_list",)] == CIPHERS[level]       # the same list as Postfix's tls_high_cipherlist
     assert c[("ssl_cipher_list",)].startswith(head)
@@ -298,3 +298,14 @@ def test_smtp_only_generates_no_dovecot_files(tmp_path):
     # ... and a certificate renewal then reloads Postfix only.
     from ops import tls as tls_mod
     assert files[tls_mod.FINGERPRINT].reloads == ("postfix",)
+
+
+def test_dovecot_config_does_not_import_postfix():
+    # The cipher lists live in ops.tls: Dovecot's config stands without Postfix's.
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = "import sys, ops.dovecot.config; print(sorted(m for m in sys.modules if m.startswith('ops.postfix')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == "[]"

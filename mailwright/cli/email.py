@@ -1,4 +1,4 @@
-"""`setup email …` and `setup dovecot-master …`: `postfix-accounts.cf`, `dovecot-masters.cf`.
+"""`setup email …`: `postfix-accounts.cf` (and the aliases and quotas of an account it deletes).
 
 Every command checks everything it can before it touches a file, asks for the
 password before it takes the lock (a prompt must not hold up the poller), then
@@ -15,13 +15,8 @@ from pathlib import Path
 from mailwright import configwrite as cw
 from ops import configdir
 
-from .common import CliError, Context, UsageExit, ask, at_most, expect_address, one_line, password_or_prompt, \
-    require, sha512_crypt, usage_text
-
-ACCOUNTS = "postfix-accounts.cf"
-VIRTUAL = "postfix-virtual.cf"
-QUOTAS = "dovecot-quotas.cf"
-MASTERS = "dovecot-masters.cf"
+from .common import ACCOUNTS, QUOTAS, VIRTUAL, CliError, Context, UsageExit, ask, at_most, expect_address, \
+    one_line, password_or_prompt, require, require_content, sha512_crypt, usage_text
 
 ADD_USAGE = usage_text("email add <MAIL ACCOUNT> [<PASSWORD>]", """
 Add a mail account. Without a password on the command line you are asked for
@@ -52,20 +47,6 @@ RESTRICT_USAGE = usage_text("email restrict <add|del|list> <send|receive> [<MAIL
 Deny an address to send (postfix-send-access.cf) or to receive
 (postfix-receive-access.cf) mail, lift that restriction, or list the restrictions.
 """, "setup email restrict add send spammer@example.com")
-MASTER_ADD_USAGE = usage_text("dovecot-master add <USERNAME> [<PASSWORD>]", """
-Add a Dovecot master user: it logs in to any mailbox as 'user@domain*USERNAME'
-with its own password.
-""")
-MASTER_UPDATE_USAGE = usage_text("dovecot-master update <USERNAME> [<PASSWORD>]", """
-Change the password of a Dovecot master user.
-""")
-MASTER_DEL_USAGE = usage_text("dovecot-master del <USERNAME> [<USERNAME>...]", """
-Delete Dovecot master users.
-""")
-MASTER_LIST_USAGE = usage_text("dovecot-master list", "List the Dovecot master users.")
-
-MASTER_NAME = configdir.MASTER_NAME      # what ops.configdir accepts in dovecot-masters.cf
-
 
 def _lines(ctx: Context, name: str) -> list[str]:
     return cw.read_lines(ctx.file(name))
@@ -333,20 +314,13 @@ def _quota_part(ctx: Context, cfg: configdir.ConfigDir, address: str) -> str:
     return f"( {_iec(used)} / {_iec(limit) if limit else '~'} ) [{percent}%]"
 
 
-def _require_content(path: Path) -> None:
-    if not path.is_file():
-        raise CliError(f"'{path}' does not exist")
-    if not any(line.strip() and not line.strip().startswith("#") for line in cw.read_lines(path)):
-        raise CliError(f"'{path}' is empty, nothing to list")
-
-
 def email_list(ctx: Context, args: list[str]) -> int:
     ctx.program = "listmailuser"
     if args and args[0] == "help":
         raise UsageExit(LIST_USAGE, 0)
     if ctx.settings.ACCOUNT_PROVISIONER != "FILE":
         raise CliError("This command is only compatible with 'ACCOUNT_PROVISIONER=FILE'")
-    _require_content(ctx.file(ACCOUNTS))
+    require_content(ctx.file(ACCOUNTS))
     cfg = ctx.config()
     out = []
     for account in cfg.accounts:
@@ -413,85 +387,4 @@ def email_restrict(ctx: Context, args: list[str]) -> int:
             if not present():
                 raise CliError(f"User '{user}' not found")
             cw.rewrite(path, lambda lines: cw.remove_entry(lines, user, " "))
-    return 0
-
-
-# --- dovecot-master ------------------------------------------------------------------------------
-
-def _master_name(name: str | None, usage: str) -> str:
-    if not name:
-        raise CliError("No account specified", usage=usage)
-    one_line(name, "master user name")
-    if not MASTER_NAME.fullmatch(name):
-        raise CliError(f"'{name}' is not a valid master user name (letters, digits and . _ @ + - only)")
-    return name
-
-
-def _master_exists(ctx: Context, name: str) -> bool:
-    return cw.has_key(_lines(ctx, MASTERS), name, "|")
-
-
-def _write_master(ctx: Context, name: str, hashed: str) -> None:
-    cw.rewrite(ctx.file(MASTERS), lambda lines: cw.replace_entry(lines, name, "|", f"{name}|{hashed}"))
-
-
-def master_add(ctx: Context, args: list[str]) -> int:
-    ctx.program = "adddovecotmasteruser"
-    require(args, 1, MASTER_ADD_USAGE)
-    at_most(args, 2, MASTER_ADD_USAGE)
-    name = _master_name(args[0], MASTER_ADD_USAGE)
-    if _master_exists(ctx, name):
-        raise CliError(f"'{name}' already exists")
-    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with ctx.locked():
-        if _master_exists(ctx, name):
-            raise CliError(f"'{name}' already exists")
-        _write_master(ctx, name, hashed)
-    return 0
-
-
-def master_update(ctx: Context, args: list[str]) -> int:
-    ctx.program = "updatedovecotmasteruser"
-    require(args, 1, MASTER_UPDATE_USAGE)
-    at_most(args, 2, MASTER_UPDATE_USAGE)
-    name = _master_name(args[0], MASTER_UPDATE_USAGE)
-    if not _master_exists(ctx, name):
-        raise CliError(f"'{name}' does not exist")
-    hashed = sha512_crypt(password_or_prompt(args[1] if len(args) > 1 else None))
-    with ctx.locked():
-        if not _master_exists(ctx, name):
-            raise CliError(f"'{name}' does not exist")
-        _write_master(ctx, name, hashed)
-    return 0
-
-
-def master_del(ctx: Context, args: list[str]) -> int:
-    ctx.program = "deldovecotmasteruser"
-    require(args, 1, MASTER_DEL_USAGE)
-    names = [_master_name(a, MASTER_DEL_USAGE) for a in args]
-    for name in names:
-        if not _master_exists(ctx, name):
-            raise CliError(f"'{name}' does not exist")
-    with ctx.locked():
-        for name in names:
-            if not _master_exists(ctx, name):
-                raise CliError(f"'{name}' does not exist")
-        cw.rewrite(ctx.file(MASTERS), lambda lines: _remove_all(lines, names))
-    return 0
-
-
-def _remove_all(lines: list[str], names: list[str]) -> list[str]:
-    for name in names:
-        lines = cw.remove_entry(lines, name, "|")
-    return lines
-
-
-def master_list(ctx: Context, args: list[str]) -> int:
-    ctx.program = "listdovecotmasteruser"
-    if args and args[0] == "help":
-        raise UsageExit(MASTER_LIST_USAGE, 0)
-    _require_content(ctx.file(MASTERS))
-    names = [line.strip().split("|", 1)[0] for line in cw.read_lines(ctx.file(MASTERS))
-             if line.strip() and not line.strip().startswith("#")]
-    print("".join(f"* {name}\n\n" for name in names), end="", flush=True)
     return 0
