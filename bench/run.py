@@ -121,7 +121,8 @@ def new_results(args, image, engine_version: str | None) -> dict:
                               "from the first connection. The lowest concurrency on every run, the "
                               "others on the last curve_runs runs",
                 "ceilings": "once per bench, same concurrencies: the same generator against smtp-sink "
-                            "from the image under test (median of 3 rounds); N threads creating, "
+                            "from the image under test (median of 3 rounds of 10x the server's messages); "
+                            "N threads creating, "
                             "fsync'ing 1 KB files and fsync'ing their directory for 2 s on the "
                             "filesystem of Docker's data root",
             },

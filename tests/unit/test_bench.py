@@ -493,3 +493,30 @@ def test_main_with_build_adds_build_times_and_notes(no_docker, monkeypatch, tmp_
     assert any("another image ID than x" in n for n in res["notes"])
     assert res["ceilings"] == {"note": "not measured"}
     assert res["profiles"]["core"]["curve"]["4"]["delivered_of_sink"] is None
+
+
+def test_ceilings_measure_every_level_on_docker_root_filesystem(monkeypatch, tmp_path):
+    calls = []
+
+    @contextlib.contextmanager
+    def fake_sink(client, image_id):
+        calls.append(("sink", image_id))
+        yield 40123
+
+    monkeypatch.setattr(ceilings, "smtp_sink", fake_sink)
+    monkeypatch.setattr(ceilings, "sink_rate", lambda port, c, n, *a: calls.append(("rate", port, c, n))
+                        or {"per_s": 1000.0 * c})
+    monkeypatch.setattr(ceilings, "fsync_write_rate", lambda d, c, seconds: calls.append(("disk", d, c))
+                        or {"per_s": 10.0 * c})
+
+    class Client:
+        def info(self):
+            return {"DockerRootDir": str(tmp_path)}
+    monkeypatch.setattr(ceilings.tempfile, "gettempdir", lambda: str(tmp_path))
+    out = ceilings.measure(Client(), "sha256:x", [4, 64], lambda c: 500 if c == 4 else 1024,
+                           940, "s@example.test", ["u@example.test"])
+    assert [c for c in calls if c[0] == "rate"] == [("rate", 40123, 4, 5000), ("rate", 40123, 64, 10240)]
+    assert out["smtp_sink"] == {"4": {"per_s": 4000.0}, "64": {"per_s": 64000.0}}
+    assert out["disk_fsync"] == {"4": {"per_s": 40.0}, "64": {"per_s": 640.0}}
+    disk_dirs = {c[1] for c in calls if c[0] == "disk"}
+    assert len(disk_dirs) == 1 and os.stat(disk_dirs.pop()).st_dev == os.stat(tmp_path).st_dev
