@@ -64,11 +64,13 @@ def table(results: dict) -> str:
     img = results.get("image", {})
     lines.append(f"Image `{img.get('name')}` {img.get('id', '')[:19]}")
     meta = results.get("meta", {})
+    levels = meta.get("connections")
+    levels = levels if isinstance(levels, list) else [levels]
     lines.append(
         f"Runs per profile: {meta.get('runs')}; idle wait {meta.get('idle_wait_s')} s; "
-        f"throughput {meta.get('messages')} messages of {meta.get('message_size')} bytes over "
-        f"{meta.get('connections')} connections; host {meta.get('host_cpus')} CPUs, "
-        f"git {str(meta.get('git_commit'))[:10]}"
+        f"throughput: messages of {meta.get('message_size')} bytes at "
+        f"{'/'.join(str(c) for c in levels)} concurrent connections (the rows below: {levels[0]}); "
+        f"host {meta.get('host_cpus')} CPUs, git {str(meta.get('git_commit'))[:10]}"
     )
     lines.append("")
     lines.append("| Metric | Profile | Median | Spread (min–max) | n | vs baseline | docker-mailserver 15.1 | Target |")
@@ -87,6 +89,10 @@ def table(results: dict) -> str:
             lines.append(_row(metric, pname, s, prof.get("ratios", {}).get(metric.key),
                               prof.get("reference", {}).get(metric.key, ""),
                               prof.get("targets", {}).get(metric.key, "")))
+    curve = curve_table(results)
+    if curve:
+        lines.append("")
+        lines.extend(curve)
     for pname, prof in profiles.items():
         line = memory_line(prof)
         if line:
@@ -103,6 +109,47 @@ def _row(metric: Metric, profile: str, s: dict, ratio: float | None, ref: str, t
     n = f"{s['n']}" + (f" ({s['failed']} failed)" if s.get("failed") else "")
     return (f"| {metric.label} | {profile} | {fmt_with_unit(s['median'], metric)} | "
             f"{fmt_spread(s, metric)} | {n} | {fmt_ratio(ratio)} | {ref} | {target} |")
+
+
+def fmt_fraction(f: float | None) -> str:
+    return "n/a" if f is None else f"{f * 100:.0f}%" if f >= 0.095 else f"{f * 100:.1f}%"
+
+
+def curve_table(results: dict) -> list[str]:
+    """Delivered msgs/s per concurrency and profile, beside the two ceilings
+    measured at that concurrency and the fraction of each it reaches."""
+    rows = []
+    profiles = results.get("profiles", {})
+    levels = sorted({int(c) for prof in profiles.values() for c in prof.get("curve", {})})
+    ceil = results.get("ceilings") or {}
+    for c in levels:
+        for pname, prof in profiles.items():
+            point = prof.get("curve", {}).get(str(c))
+            if point is None:
+                continue
+            acc, dlv = point["accepted_per_s"], point["delivered_per_s"]
+            sink = point.get("smtp_sink_per_s")
+            disk = point.get("disk_fsync_per_s")
+            n = f"{dlv['n']}" + (f" ({dlv['failed']} failed)" if dlv.get("failed") else "")
+            rows.append(f"| {c} | {pname} | {fmt_num(acc['median'], 1)} | {fmt_num(dlv['median'], 1)} | "
+                        f"{fmt_spread(dlv, METRIC_BY_KEY['delivered_per_s'])} | {n} | "
+                        f"{fmt_num(sink, 0)} | {fmt_fraction(point.get('delivered_of_sink'))} | "
+                        f"{fmt_num(disk, 0)} | {fmt_fraction(point.get('delivered_of_disk'))} |")
+    if not rows:
+        return []
+    where = ceil.get("disk_fsync_dir")
+    return [
+        "Throughput by concurrency (msgs/s, median over the runs that measured it) against two "
+        "ceilings measured in the same bench at the same concurrency: the same generator against "
+        "Postfix's smtp-sink (nothing stored: what the generator and SMTP allow), and durable 1 KB "
+        "file writes (file and directory fsync'ed, one writer per connection"
+        + (f", in {where}" if where else "") + ").",
+        "",
+        "| Connections | Profile | Accepted | Delivered | Spread | n | smtp-sink | Delivered / sink "
+        "| fsync'ed writes/s | Delivered / disk |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def memory_line(profile: dict, top: int = 8) -> str:

@@ -7,19 +7,18 @@ into a shell as they are.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shlex
 import shutil
 import subprocess
 import time
 import uuid
-from pathlib import Path
+
+from mailwright.hostlock import LOCK_PATH  # noqa: F401  (re-exported: tests and scripts name it here)
+from mailwright.hostlock import host_lock as _host_lock
 
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else (shutil.which("docker") or "docker")
 PREFIX = "mwtest-"
-LOCK_PATH = "/run/lock/mailwright-tests.lock" if os.path.isdir("/run/lock") else "/tmp/mailwright-tests.lock"
 
 
 class DockerError(RuntimeError):
@@ -112,38 +111,15 @@ def sweep() -> list[str]:
     return ids
 
 
-@contextlib.contextmanager
 def host_lock(wait: float = 3600, on_wait=None, error=None):
     """One test session at a time on this machine: mail servers bind the host's ports.
 
     A second `make test` started meanwhile waits here instead of fighting over
     port 25 (and instead of sweeping away the first session's containers). The
-    bench takes the same lock (`on_wait` is told once that it waits; `error` is
-    the exception class raised when the wait runs out).
+    lock itself lives in mailwright.hostlock, which the bench takes too;
+    here a wait that runs out raises DockerError unless `error` says otherwise.
     """
-    Path(LOCK_PATH).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise (error or DockerError)(f"{LOCK_PATH} is still held by another test or bench "
-                                                 f"session after {wait:.0f} s")
-                if on_wait:
-                    on_wait(f"waiting for {LOCK_PATH} (a test session is using the mail ports)")
-                    on_wait = None
-                time.sleep(1)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    return _host_lock(wait, on_wait=on_wait, error=error or DockerError)
 
 
 def listening_ports() -> dict[int, str]:

@@ -1,5 +1,8 @@
 """The pure parts of the benchmark harness; the measurements themselves need
 Docker and are exercised by `make bench`."""
+import contextlib
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -8,8 +11,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench import memory, probes, report, stats  # noqa: E402
+from bench import ceilings, measure_container, memory, probes, profiles, report, stats  # noqa: E402
 from bench import run as bench_run  # noqa: E402
+from mailwright import hostlock  # noqa: E402
 
 SMAPS_ROLLUP = """\
 55f1398eb000-7ffe13f57000 ---p 00000000 00:00 0                          [rollup]
@@ -142,7 +146,7 @@ def test_count_maildir_messages(tmp_path):
 
 
 def sample_results():
-    core = bench_run.PROFILES["core"]
+    core = profiles.PROFILES["core"]
     runs = [
         {"start_smtp_s": 1.0, "idle_pss_mb": 30.0, "accepted_per_s": 200.0},
         {"start_smtp_s": 1.2, "idle_pss_mb": 31.0, "accepted_per_s": 220.0},
@@ -150,19 +154,19 @@ def sample_results():
     ]
     base = bench_run.summarize_profile(core, runs, None)
     filt = bench_run.summarize_profile(
-        bench_run.PROFILES["filters"],
+        profiles.PROFILES["filters"],
         [{"start_smtp_s": 2.2, "idle_pss_mb": 120.0, "accepted_per_s": 70.0}],
         base,
     )
     return {
         "meta": {"runs": 3, "idle_wait_s": 60, "messages": 500, "message_size": 940,
-                 "connections": 4, "host_cpus": 2, "git_commit": "0123456789abcdef"},
+                 "connections": [4, 16, 64], "host_cpus": 2, "git_commit": "0123456789abcdef"},
         "image": {
             "name": "mailwright:latest", "id": "sha256:" + "ab" * 32,
             "summary": {"size_mb": stats.summarize([250.04]),
                         "build_cached_s": stats.summarize([30.0, 32.0, 31.0])},
-            "reference": {"size_mb": bench_run.IMAGE_REFERENCE},
-            "targets": {"size_mb": bench_run.IMAGE_TARGET},
+            "reference": {"size_mb": profiles.IMAGE_REFERENCE},
+            "targets": {"size_mb": profiles.IMAGE_TARGET},
         },
         "build": {"note": "not measured"},
         "profiles": {"core": base, "filters": filt},
@@ -188,9 +192,11 @@ def test_table_rows_and_formatting():
     assert "| Idle memory, sum of PSS | core | 30.5 MB | 30.0–31.0 | 2 (1 failed) |" in md
     assert "| Throughput accepted on port 25 | filters | 70.0 msg/s | 70.0 | 1 | ×0.33 | 67 |" in md
     assert "- filters run 2: something" in md
-    # Every table row has the header's column count.
-    rows = [line for line in md.splitlines() if line.startswith("|")]
-    assert len({row.count("|") for row in rows}) == 1
+    assert "at 4/16/64 concurrent connections (the rows below: 4)" in md
+    # Every row of a table has its header's column count.
+    for table in md.split("\n\n"):
+        rows = [line for line in table.splitlines() if line.startswith("|")]
+        assert len({row.count("|") for row in rows}) <= 1
 
 
 def test_parse_args_rejects_unknown_profile_and_skip():
@@ -199,7 +205,8 @@ def test_parse_args_rejects_unknown_profile_and_skip():
     with pytest.raises(SystemExit):
         bench_run.parse_args(["--skip", "cpu"])
     a = bench_run.parse_args(["--runs", "3", "--skip", "memory,throughput"])
-    assert a.runs == 3 and a.skip == {"memory", "throughput"} and a.profiles == ["core", "all-implemented"]
+    assert a.runs == 3 and a.profiles == ["core", "all-implemented"]
+    assert a.skip == {"memory", "throughput", "ceilings"}  # no ceilings without throughput
 
 
 def test_memory_line_uses_median_run_and_groups():
@@ -241,3 +248,275 @@ def test_snapshot_leaves_out_docker_exec_trees(tmp_path):
     assert snap["pss_kb"] == 4 * 1496
     assert sorted(m["pid"] for m in snap["excluded_exec"]) == [300, 301]
     assert memory.snapshot(pids, proc=tmp_path)["processes"] == 6
+
+
+# --- profiles -------------------------------------------------------------------
+
+def test_profiles_share_the_core_environment():
+    core = profiles.PROFILES["core"].env
+    for name, prof in profiles.PROFILES.items():
+        assert prof.name == name
+        assert prof.env["OVERRIDE_HOSTNAME"] == profiles.FQDN
+        assert all(isinstance(v, str) for v in prof.env.values()), name
+        # A profile switches things on over core; it never drops a core setting.
+        assert set(core) <= set(prof.env), name
+    assert core["SSL_TYPE"] == "" and core["ENABLE_AMAVIS"] == "0"
+    assert profiles.PROFILES["all-implemented"].env["SSL_TYPE"] == "snakeoil"
+    assert profiles.PROFILES["filters"].env["ENABLE_SPAMASSASSIN"] == "1"
+    assert profiles.DEFAULT_PROFILES[0] == "core"  # the baseline of the ratios
+    assert set(profiles.DEFAULT_PROFILES) <= set(profiles.PROFILES)
+    assert "filters" not in profiles.DEFAULT_PROFILES  # no Amavis in the image yet
+    assert profiles.READY_LINE == "mail.example.test is up and running"
+
+
+# --- throughput curve: source addresses, levels, message counts -------------------
+
+def test_source_addresses_spread_in_blocks_from_127_0_0_2():
+    assert probes.source_addresses(4) == ["127.0.0.2"] * 4
+    a = probes.source_addresses(64)
+    assert len(a) == 64
+    assert {x: a.count(x) for x in a} == {f"127.0.0.{i}": 16 for i in (2, 3, 4, 5)}
+    assert a[15] == "127.0.0.2" and a[16] == "127.0.0.3"
+    # Never more than Postfix's per-client limit (50) on one address.
+    assert max(a.count(x) for x in set(probes.source_addresses(200))) <= 50
+    assert probes.source_addresses(17, per_source=16) == ["127.0.0.2"] * 16 + ["127.0.0.3"]
+    assert "127.0.0.1" not in probes.source_addresses(1000, per_source=4)
+
+
+def test_source_addresses_refuses_what_does_not_fit():
+    with pytest.raises(ValueError):
+        probes.source_addresses(0)
+    with pytest.raises(ValueError):
+        probes.source_addresses(254 * 16)  # would run past 127.0.0.254
+    assert probes.source_addresses(253 * 16)[-1] == "127.0.0.254"
+
+
+def test_smtp_load_needs_one_source_per_connection():
+    with pytest.raises(ValueError):
+        probes.smtp_load(10, 4, 940, "s@example.test", ["u@example.test"], sources=["127.0.0.2"])
+
+
+def test_levels_of_run_whole_curve_on_the_last_runs_only():
+    levels = [4, 16, 64]
+    assert [measure_container.levels_of_run(levels, i, 5, 1) for i in range(5)] == [[4]] * 4 + [levels]
+    assert [measure_container.levels_of_run(levels, i, 3, 2) for i in range(3)] == [[4], levels, levels]
+    assert measure_container.levels_of_run(levels, 0, 1, 1) == levels
+    assert measure_container.levels_of_run(levels, 0, 1, 0) == [4]
+
+
+def test_messages_at_gives_every_connection_enough_messages():
+    assert measure_container.messages_at(4, 500) == 500
+    assert measure_container.messages_at(16, 500) == 500
+    assert measure_container.messages_at(64, 500) == 1024
+
+
+def test_connections_option_parses_sorts_and_validates():
+    assert bench_run.parse_args([]).levels == [4, 16, 64]
+    assert bench_run.parse_args(["--connections", "16,4"]).levels == [4, 16]
+    for bad in ("0,4", "four", "", "5000"):
+        with pytest.raises(SystemExit):
+            bench_run.parse_args(["--connections", bad])
+    assert bench_run.parse_args(["--skip", "throughput"]).skip == {"throughput", "ceilings"}
+
+
+# --- ceilings ---------------------------------------------------------------------
+
+def test_curve_summary_and_fractions_of_the_ceilings():
+    def run(points):
+        return {"throughput": [{"connections": c, "accepted_per_s": a, "delivered_per_s": d}
+                               for c, a, d in points]}
+    runs = [run([(4, 300.0, 200.0)]), run([(4, 320.0, 220.0)]),
+            run([(4, 310.0, 240.0), (16, 600.0, 500.0), (64, None, None)])]
+    prof = bench_run.summarize_profile(profiles.PROFILES["core"], runs, None)
+    curve = prof["curve"]
+    assert list(curve) == ["4", "16", "64"]
+    assert curve["4"]["delivered_per_s"]["median"] == 220.0 and curve["4"]["delivered_per_s"]["n"] == 3
+    assert curve["16"]["accepted_per_s"]["n"] == 1
+    assert curve["64"]["delivered_per_s"]["failed"] == 1
+    results = {"profiles": {"core": prof},
+               "ceilings": {"smtp_sink": {"4": {"per_s": 2200.0}, "16": {"per_s": 2500.0}},
+                            "disk_fsync": {"4": {"per_s": 4400.0}, "16": {"per_s": 5000.0}, "64": {"per_s": 6000.0}}}}
+    bench_run.add_ceiling_fractions(results)
+    assert curve["4"]["delivered_of_sink"] == pytest.approx(0.1)
+    assert curve["4"]["delivered_of_disk"] == pytest.approx(0.05)
+    assert curve["16"]["delivered_of_sink"] == pytest.approx(0.2)
+    assert curve["64"]["smtp_sink_per_s"] is None and curve["64"]["delivered_of_sink"] is None
+    assert curve["64"]["delivered_of_disk"] is None  # nothing delivered to compare
+    # No ceilings measured at all: fractions are None, not an error.
+    bench_run.add_ceiling_fractions({"profiles": {"core": prof}, "ceilings": {"note": "not measured"}})
+    assert curve["4"]["delivered_of_sink"] is None
+
+
+def test_table_shows_the_curve_with_ceilings_and_fractions():
+    r = sample_results()
+    r["profiles"]["core"]["curve"] = {
+        "4": {"accepted_per_s": stats.summarize([300.0, 310.0]), "delivered_per_s": stats.summarize([250.0, 270.0])},
+        "64": {"accepted_per_s": stats.summarize([900.0]), "delivered_per_s": stats.summarize([None])},
+    }
+    r["ceilings"] = {"smtp_sink": {"4": {"per_s": 2600.0}, "64": {"per_s": 2900.0}},
+                     "disk_fsync": {"4": {"per_s": 3500.0}}, "disk_fsync_dir": "/var/tmp"}
+    bench_run.add_ceiling_fractions(r)
+    md = report.table(r)
+    assert "| Connections | Profile | Accepted | Delivered |" in md
+    assert "| 4 | core | 305.0 | 260.0 | 250.0–270.0 | 2 | 2600 | 10% | 3500 | 7.4% |" in md
+    assert "| 64 | core | 900.0 | n/a |  | 0 (1 failed) | 2900 | n/a | n/a | n/a |" in md
+    assert "in /var/tmp" in md
+    assert md.index("| 4 | core |") < md.index("| 64 | core |")
+    del r["profiles"]["core"]["curve"]
+    assert "| Connections |" not in report.table(r)  # the curve table only when measured
+
+
+def test_fmt_fraction():
+    assert report.fmt_fraction(0.1) == "10%"
+    assert report.fmt_fraction(0.0743) == "7.4%"
+    assert report.fmt_fraction(1.5) == "150%"
+    assert report.fmt_fraction(None) == "n/a"
+
+
+def test_sink_command_listens_on_loopback_as_postfix():
+    cmd = ceilings.sink_command(40123)
+    assert cmd[:2] == ["-u", "postfix"]
+    assert cmd[-2:] == ["127.0.0.1:40123", "256"]
+    port = ceilings.free_port()
+    assert port > 1024 and port not in ceilings.FORBIDDEN_PORTS
+
+
+def test_scratch_dir_on_the_docker_root_filesystem():
+    devs = {"/var/lib/docker": 7, "/var/tmp": 3, "/tmp": 7, "/var/lib/docker/tmp": 7}
+
+    def dev_of(p):
+        if p not in devs:
+            raise FileNotFoundError(p)
+        return devs[p]
+    assert ceilings.scratch_dir_on("/var/lib/docker", ["/var/tmp", "/tmp"], dev_of) == "/tmp"
+    assert ceilings.scratch_dir_on("/var/lib/docker", ["/nope", "/var/lib/docker/tmp"], dev_of) \
+        == "/var/lib/docker/tmp"
+    assert ceilings.scratch_dir_on("/var/lib/docker", ["/var/tmp"], dev_of) is None
+    assert ceilings.scratch_dir_on("/missing", ["/tmp"], dev_of) is None
+
+
+def test_fsync_write_rate_writes_durably_and_cleans_up(tmp_path):
+    r = ceilings.fsync_write_rate(str(tmp_path), writers=3, seconds=0.05, size=1024)
+    assert r["writers"] == 3 and r["size"] == 1024
+    assert r["writes"] >= 3  # every writer writes at least once
+    assert r["per_s"] == pytest.approx(r["writes"] / r["seconds"])
+    assert list(tmp_path.iterdir()) == []  # its files and folder are gone
+
+
+# --- the host lock ------------------------------------------------------------------
+
+def test_host_lock_excludes_a_second_holder(tmp_path):
+    path = str(tmp_path / "lock")
+    with hostlock.host_lock(5, path=path):
+        assert open(path).read() == f"{os.getpid()}\n"
+        with pytest.raises(hostlock.HostLockTimeout):
+            with hostlock.host_lock(0, path=path):
+                pass
+        with pytest.raises(bench_run.BenchError):
+            with hostlock.host_lock(0, error=bench_run.BenchError, path=path):
+                pass
+    with hostlock.host_lock(0, path=path):  # released
+        pass
+
+
+def test_tests_and_bench_share_one_lock():
+    sys.path.insert(0, str(REPO / "tests"))
+    from harness import dockercli
+    assert dockercli.LOCK_PATH == hostlock.LOCK_PATH == bench_run.LOCK_PATH
+    assert dockercli.LOCK_PATH.endswith("/mailwright-tests.lock")
+
+
+# --- main() without docker ----------------------------------------------------------
+
+class _FakeImage:
+    id = "sha256:" + "cd" * 32
+    attrs = {"Size": 180_000_000}
+
+
+class _FakeClient:
+    def version(self):
+        return {"Version": "20.10-fake"}
+
+
+def _fake_run(client, image_id, profile, args, index):
+    points = [{"connections": c, "accepted_per_s": 300.0 + c, "delivered_per_s": 200.0 + c}
+              for c in measure_container.levels_of_run(args.levels, index, args.runs, args.curve_runs)]
+    return {"index": index, "start_smtp_s": 1.0 + index, "accepted_per_s": points[0]["accepted_per_s"],
+            "delivered_per_s": points[0]["delivered_per_s"], "throughput": points}
+
+
+@pytest.fixture
+def no_docker(monkeypatch):
+    monkeypatch.setattr(bench_run, "docker_client", lambda: _FakeClient())
+    monkeypatch.setattr(bench_run, "get_image", lambda client, name: _FakeImage())
+    monkeypatch.setattr(bench_run, "remove_stale_containers", lambda client: None)
+    monkeypatch.setattr(bench_run, "hold_image", lambda image: contextlib.nullcontext())
+    monkeypatch.setattr(bench_run, "host_lock", lambda wait: contextlib.nullcontext())
+    monkeypatch.setattr(bench_run, "one_run", _fake_run)
+    monkeypatch.setattr(bench_run.signal, "signal", lambda *a: None)
+    monkeypatch.setattr(bench_run.ceilings, "measure", lambda client, image_id, levels, *a, **k: {
+        "smtp_sink": {str(c): {"per_s": 2000.0} for c in levels},
+        "disk_fsync": {str(c): {"per_s": 4000.0} for c in levels}})
+
+
+def test_main_with_skip_build_reports_without_build(no_docker, monkeypatch, tmp_path):
+    monkeypatch.setattr(bench_run, "measure_build", lambda *a: pytest.fail("--skip build ran the build"))
+    rc = bench_run.main(["--image", "x", "--runs", "2", "--skip", "build", "--profiles", "core",
+                         "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads((tmp_path / "bench.json").read_text())
+    assert res["build"] == {"note": "not measured (--skip build)"}
+    assert "build_cached_s" not in res["image"]["summary"]
+    assert "build time not measured (--skip build)" in res["notes"]
+    core = res["profiles"]["core"]
+    assert core["summary"]["start_smtp_s"]["median"] == 1.5
+    assert core["curve"]["4"]["delivered_per_s"]["n"] == 2  # every run
+    assert core["curve"]["64"]["delivered_per_s"]["n"] == 1  # the last run
+    assert core["curve"]["4"]["delivered_of_sink"] == pytest.approx(204.0 / 2000.0)
+    assert core["curve"]["64"]["delivered_of_disk"] == pytest.approx(264.0 / 4000.0)
+    md = (tmp_path / "bench.md").read_text()
+    assert "| 64 | core | 364.0 | 264.0 | 264.0 | 1 | 2000 | 13% | 4000 | 6.6% |" in md
+
+
+def test_main_with_build_adds_build_times_and_notes(no_docker, monkeypatch, tmp_path):
+    build = {"cold": [{"seconds": 90.0, "exit_code": 0, "image_id": "other"}],
+             "cached": [{"seconds": 10.0, "exit_code": 0, "image_id": "other"},
+                        {"seconds": 40.0, "exit_code": 0, "image_id": "other", "inputs_changed": True}],
+             "same_id_as_benchmarked": False}
+    monkeypatch.setattr(bench_run, "measure_build", lambda args, image_id: build)
+    rc = bench_run.main(["--image", "x", "--runs", "1", "--skip", "ceilings,memory", "--out", str(tmp_path)])
+    assert rc == 0
+    res = json.loads((tmp_path / "bench.json").read_text())
+    assert res["image"]["summary"]["build_cold_s"]["median"] == 90.0
+    assert res["image"]["summary"]["build_cached_s"]["samples"] == [10.0]  # the changed one left out
+    assert any(n.startswith("1 cached build(s) left out") for n in res["notes"])
+    assert any("another image ID than x" in n for n in res["notes"])
+    assert res["ceilings"] == {"note": "not measured"}
+    assert res["profiles"]["core"]["curve"]["4"]["delivered_of_sink"] is None
+
+
+def test_ceilings_measure_every_level_on_docker_root_filesystem(monkeypatch, tmp_path):
+    calls = []
+
+    @contextlib.contextmanager
+    def fake_sink(client, image_id):
+        calls.append(("sink", image_id))
+        yield 40123
+
+    monkeypatch.setattr(ceilings, "smtp_sink", fake_sink)
+    monkeypatch.setattr(ceilings, "sink_rate", lambda port, c, n, *a: calls.append(("rate", port, c, n))
+                        or {"per_s": 1000.0 * c})
+    monkeypatch.setattr(ceilings, "fsync_write_rate", lambda d, c, seconds: calls.append(("disk", d, c))
+                        or {"per_s": 10.0 * c})
+
+    class Client:
+        def info(self):
+            return {"DockerRootDir": str(tmp_path)}
+    monkeypatch.setattr(ceilings.tempfile, "gettempdir", lambda: str(tmp_path))
+    out = ceilings.measure(Client(), "sha256:x", [4, 64], lambda c: 500 if c == 4 else 1024,
+                           940, "s@example.test", ["u@example.test"])
+    assert [c for c in calls if c[0] == "rate"] == [("rate", 40123, 4, 5000), ("rate", 40123, 64, 10240)]
+    assert out["smtp_sink"] == {"4": {"per_s": 4000.0}, "64": {"per_s": 64000.0}}
+    assert out["disk_fsync"] == {"4": {"per_s": 40.0}, "64": {"per_s": 640.0}}
+    disk_dirs = {c[1] for c in calls if c[0] == "disk"}
+    assert len(disk_dirs) == 1 and os.stat(disk_dirs.pop()).st_dev == os.stat(tmp_path).st_dev

@@ -1,0 +1,84 @@
+"""What is benchmarked: the environment of each profile, the accounts the
+containers get, and the reference figures the table compares against."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DOMAIN = "example.test"
+FQDN = f"mail.{DOMAIN}"
+READY_LINE = f"{FQDN} is up and running"
+USERS = ["user1", "user2", "user3", "user4"]
+PASSWORD = "bench-password"
+
+
+@dataclass
+class Profile:
+    name: str
+    env: dict[str, str]
+    # docker-mailserver 15.1 on this kind of machine, same method
+    # (shared/reference/platform-notes.md), and the issues' targets.
+    reference: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)
+
+
+CORE_ENV = {
+    "OVERRIDE_HOSTNAME": FQDN,
+    "ENABLE_AMAVIS": "0",
+    "ENABLE_OPENDKIM": "0",
+    "ENABLE_OPENDMARC": "0",
+    "ENABLE_POLICYD_SPF": "0",
+    "ENABLE_UPDATE_CHECK": "0",
+    "ENABLE_CLAMAV": "0",
+    "ENABLE_SPAMASSASSIN": "0",
+    # No TLS: the bench measures the mail path, not the handshake.
+    "SSL_TYPE": "",
+}
+
+PROFILES = {
+    "core": Profile(
+        "core",
+        CORE_ENV,
+        reference={
+            "start_smtp_s": "3.1–3.3 s",
+            "start_imap_s": "2.3–2.5 s",
+            "idle_pss_mb": "64 MB",
+            "idle_rss_mb": "124 MB",
+            "idle_processes": "20",
+            # DKIM/DMARC/SPF are off in this profile, so the comparable
+            # docker-mailserver figure is the one with them off.
+            "accepted_per_s": "230–250 (77 with DKIM/DMARC/SPF)",
+            "delivered_per_s": "230–250 (77 with DKIM/DMARC/SPF)",
+        },
+        targets={
+            "start_smtp_s": "≤ 1.6 s",
+            "idle_pss_mb": "≤ 32 MB",
+            "configure_noop_s": "≤ 1 s",
+            "accepted_per_s": "≥ 150",
+            "delivered_per_s": "≥ 150",
+        },
+    ),
+    # Everything mailwright implements switched on: TLS (a certificate made at first
+    # start), POP3, ManageSieve, quotas, spoof protection.
+    "all-implemented": Profile(
+        "all-implemented",
+        {**CORE_ENV, "SSL_TYPE": "snakeoil", "ENABLE_POP3": "1", "ENABLE_MANAGESIEVE": "1",
+         "ENABLE_QUOTAS": "1", "SPOOF_PROTECTION": "1"},
+    ),
+    # Not in the default list until Amavis/SpamAssassin exist in the image;
+    # `--profiles core,filters` measures it against core.
+    "filters": Profile(
+        "filters",
+        {**CORE_ENV, "ENABLE_AMAVIS": "1", "ENABLE_SPAMASSASSIN": "1"},
+        reference={
+            "idle_pss_mb": "235 MB",
+            "idle_rss_mb": "607 MB",
+            "accepted_per_s": "67",
+            "delivered_per_s": "7.6–7.8",
+        },
+        targets={"delivered_per_s": "≥ 11"},
+    ),
+}
+DEFAULT_PROFILES = ["core", "all-implemented"]
+
+IMAGE_REFERENCE = "491 MB without ClamAV signatures"
+IMAGE_TARGET = "≤ 295 MB"
