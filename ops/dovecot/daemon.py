@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Reload
+from ops.daemon import Daemon, PostfixHooks, Reload
 from ops.dovecot import config
+
+# Dovecot's quota-status service (dovecot.conf): Postfix asks it at RCPT time, so mail to a full
+# mailbox is refused then instead of bounced after it was accepted.
+QUOTA_POLICY = "check_policy_service inet:127.0.0.1:65265"
+
+
+def _postfix(s, _cfg) -> PostfixHooks:
+    if not s.quotas_enabled:
+        return PostfixHooks()
+    return PostfixHooks(recipient_restrictions=((90, QUOTA_POLICY),), mua_recipient_restrictions=((90, QUOTA_POLICY),))
 
 DAEMON = Daemon(
     name="dovecot",
@@ -21,5 +31,7 @@ DAEMON = Daemon(
     reads=("postfix-accounts.cf", "dovecot-quotas.cf", "dovecot-masters.cf", "dovecot.cf",
            "before.dovecot.sieve", "after.dovecot.sieve"),
     files=config.files,
+    postfix=_postfix,
+    uses_tls=True,
     order=20,
 )

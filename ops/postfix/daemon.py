@@ -27,5 +27,6 @@ DAEMON = Daemon(
            "postfix-main.cf", "postfix-master.cf", "postfix-send-access.cf", "postfix-receive-access.cf",
            "postfix-relaymap.cf", "postfix-sasl-password.cf"),
     files=_files,
+    uses_tls=True,
     order=90,      # last up: everything it hands mail to is listening by then
 )
