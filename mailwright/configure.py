@@ -29,7 +29,7 @@ from mailwright import apply, services
 from ops import daemons, plan
 from ops.settings import SettingsError, load, read_dms_settings
 
-PENDING = Path("/run/mailwright/pending-reloads")
+PENDING = Path(daemons.PENDING_RELOADS)
 
 
 def parts() -> tuple[str, ...]:

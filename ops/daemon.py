@@ -59,8 +59,14 @@ class Job:
     """
     name: str                             # unique across daemons; systemd: mailwright-job-<name>.timer
     every: int                            # seconds between runs (the first run is one interval after start)
-    command: tuple[str, ...]              # argv, run as root
+    command: tuple[str, ...]              # argv, run as root in /opt/mailwright (so `python3 -m mailwright.x` works)
     enabled: Callable[["Settings"], bool] = always
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").isalnum():
+            raise ValueError(f"job name {self.name!r}: letters, digits and '-' only")
+        if self.every < 1 or not self.command:
+            raise ValueError(f"job {self.name}: needs a command and an interval of at least 1 s")
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,12 @@ def enabled(settings) -> tuple[Daemon, ...]:
 # Read by the shell supervisor and health check (no daemon name is written in them) and by the
 # systemd watch unit; written by the configure stage (ops.plan) for the enabled daemons.
 
+# The files the shell supervisor reads (mailwright.init passes these paths in its environment;
+# health.sh reads DAEMONS_FILE, a unit test keeps its copy of the path equal).
 DAEMONS_FILE = "/etc/mailwright/daemons"
 JOBS_FILE = "/etc/mailwright/jobs"
+WATCH_LIST = "/etc/mailwright/watch"                    # what the change poller fingerprints
+PENDING_RELOADS = "/run/mailwright/pending-reloads"     # reloads to retry (mailwright.configure)
 
 
 def _field(words) -> str:

@@ -19,7 +19,7 @@ from ops import configdir, daemons, tls as tls_mod
 from ops.render import ConfigFile, rendered
 from ops.settings import Settings, dms_settings_text
 
-WATCH_LIST = "/etc/mailwright/watch"
+WATCH_LIST = daemons.WATCH_LIST
 SYSTEMD_DIR = "/etc/systemd/system"
 
 
