@@ -53,11 +53,12 @@ keyof() { key=$(printf %s "$1" | tr -c 'A-Za-z0-9_' _); }
 uptime_now() { read -r _up _idle </proc/uptime; now=${_up%.*}; }
 
 start() {
-    eval "_argv=\$argv_$1"
+    _key=$1
+    eval "_argv=\$argv_$_key"
     eval "set -- $_argv"
     "$@" </dev/null &
-    eval "pid_$1=$!"
-    eval "started_$1=$(date +%s)"
+    eval "pid_$_key=$!"
+    eval "started_$_key=$(date +%s)"
 }
 
 alive() { eval "kill -0 \"\${pid_$1:-}\"" 2>/dev/null; }

@@ -108,6 +108,13 @@ def test_vps_installs_only_enabled_daemons_packages(deploy):
     assert ok(deploy(SYSTEMD)).op("Dovecot packages")
 
 
+def test_systemd_schedules_the_jobs_as_timers(deploy):
+    r = ok(deploy(SYSTEMD))
+    assert r.op("Job maillog-rotate scheduled")
+    assert r.ran("systemctl start mailwright-job-maillog-rotate.timer")
+    assert not ok(deploy(CONTAINER)).op("Job maillog-rotate scheduled")       # the supervisor runs it there
+
+
 def test_install_stage_needs_no_settings(deploy):
     # The image build knows no settings: a value that would be refused at start is irrelevant here.
     r = ok(deploy({"mailwright_stage": "install", "SSL_TYPE": "bogus"}))
