@@ -18,12 +18,20 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 
 from lockcheck import paragraphs   # one dpkg status parser: it also runs alone inside the build
+
+# Secrets the daemons' packages generate, from their descriptors (ops/<name>/daemon.py `secrets`);
+# the descriptors are standard library only, like this module.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ops.daemons import secrets as _secrets  # noqa: E402
+
+DAEMON_SECRETS = tuple(path.lstrip("/") for path in _secrets())
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -56,11 +64,11 @@ DROP_PATTERNS = (
     "etc/aliases.db",
     "etc/postfix/*.db",
     # generated at install time; mailwright.init creates them at first start
+    # (each daemon's own come from its descriptor: see DAEMON_SECRETS below)
     "etc/ssl/private/ssl-cert-snakeoil.key",
     "etc/ssl/certs/ssl-cert-snakeoil.pem",
-    "etc/dovecot/private/**",
-    "etc/postsrsd.secret",
     "etc/ssh/ssh_host_*",
+    *DAEMON_SECRETS,
     # compiled during the build with the checkout's mtimes baked in; Python
     # rebuilds them on first import
     "opt/mailwright/**/__pycache__",

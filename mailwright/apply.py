@@ -108,7 +108,7 @@ class Outcome:
     @property
     def reloads(self) -> set[str]:
         """The daemons to reload: those of the files actually written."""
-        return {d for f in self.written for d in f.reloads}
+        return {d for f in self.written for d in f.reloads or ()}
 
 
 def converge(files: list[ConfigFile], check: bool = False) -> Outcome:

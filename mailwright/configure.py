@@ -26,26 +26,21 @@ import tempfile
 from pathlib import Path
 
 from mailwright import apply, services
-from ops import plan
+from ops import daemons, plan
 from ops.settings import SettingsError, load, read_dms_settings
 
-PARTS = {
-    "postfix": ("/etc/postfix/",),
-    "dovecot": ("/etc/dovecot/", "/var/mail/"),
-}
+PENDING = Path(daemons.PENDING_RELOADS)
 
 
-PENDING = Path("/run/mailwright/pending-reloads")
-
-
-def part_of(path: str) -> str:
-    return next((name for name, prefixes in PARTS.items() if path.startswith(prefixes)), "system")
+def parts() -> tuple[str, ...]:
+    """What `--only` accepts: each daemon's files (by their tag, `ConfigFile.daemon`), or mailwright's own."""
+    return ("system", *(d.name for d in daemons.all_daemons()))
 
 
 def read_pending(path: Path | None = None) -> set[str]:
     path = path or PENDING
     try:
-        return {line.strip() for line in path.read_text().splitlines()} & set(PARTS)
+        return {line.strip() for line in path.read_text().splitlines()} & {d.name for d in daemons.all_daemons()}
     except FileNotFoundError:
         return set()
 
@@ -97,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-env", action="store_true", help="settings from the environment (container start)")
     parser.add_argument("--check", action="store_true", help="only list what would change")
     parser.add_argument("--reload", action="store_true", help="reload the daemons whose files changed")
-    parser.add_argument("--only", choices=("system", *PARTS), help="only this part of the configuration")
+    parser.add_argument("--only", choices=parts(), help="only this daemon's files (or `system`: mailwright's own)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR mailwright: {e}", file=sys.stderr)
         return 2
     if args.only:
-        files = [f for f in files if part_of(f.path) == args.only]
+        files = [f for f in files if f.daemon == args.only]
     outcome = apply.converge(files, check=args.check)
     for f in outcome.written:
         print(f"changed {f.path}")

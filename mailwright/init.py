@@ -3,7 +3,8 @@
 Container (`python3 -m mailwright.init`, PID 1): runs the configure stage from
 the environment (a bad setting stops the container here, naming it), runs
 `user-patches.sh` once per container, then execs `supervise.sh`, which starts
-each daemon in the foreground, logs `<FQDN> is up and running`, restarts a
+each enabled daemon (/etc/mailwright/daemons) in the foreground, runs the scheduled jobs
+(/etc/mailwright/jobs), logs `<FQDN> is up and running`, restarts a
 daemon that dies, re-runs the configure stage when a watched file (config
 folder, certificates) changes, and stops everything on SIGTERM.
 
@@ -44,6 +45,17 @@ def configure(*flags):
     return result.returncode == 0
 
 
+def supervisor_env(mode, s):
+    """supervise.sh's environment: every path and name it uses comes from a Python constant.
+    Which daemons and jobs it runs it reads from the tables the configure stage wrote."""
+    from mailwright.configwrite import LOCK_NAME
+    from ops import daemons
+    return dict(MW_MODE=mode, MW_POLL=str(s.DMS_CONFIG_POLL), MW_CONFIG_DIR=s.MAILWRIGHT_CONFIG_DIR,
+                MW_LOCK=os.path.join(s.MAILWRIGHT_CONFIG_DIR, LOCK_NAME), MW_WATCH_LIST=daemons.WATCH_LIST,
+                MW_PENDING=daemons.PENDING_RELOADS, MW_DAEMONS_FILE=daemons.DAEMONS_FILE,
+                MW_JOBS_FILE=daemons.JOBS_FILE, MW_FQDN=s.fqdn)
+
+
 def main(mode):
     flags = {"pid1": ["--from-env"], "adopt": [], "watch": ["--reload"]}[mode]
     if not configure(*flags) and mode != "watch":
@@ -55,8 +67,6 @@ def main(mode):
         log("ERROR", f"MAILWRIGHT_CONFIG_DIR={s.MAILWRIGHT_CONFIG_DIR!r} in /etc/dms-settings is not an "
                      "absolute path; shutting down")
         return 1
-    daemons = ["dovecot", "postfix"] if s.dovecot_enabled else ["postfix"]
-    ports = ["25"] + (["143"] if s.dovecot_enabled and s.ENABLE_IMAP else [])
     if mode != "watch" and not os.path.exists(MARKER):
         # docker-mailserver runs user-patches.sh once per container, not on a restart.
         patches = os.path.join(s.MAILWRIGHT_CONFIG_DIR, "user-patches.sh")
@@ -65,8 +75,7 @@ def main(mode):
             subprocess.run(["/bin/bash", patches], check=False)
         with open(MARKER, "w") as f:
             f.write(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
-    env = dict(os.environ, MW_MODE=mode, MW_DAEMONS=" ".join(daemons), MW_PORTS=" ".join(ports),
-               MW_POLL=str(s.DMS_CONFIG_POLL), MW_CONFIG_DIR=s.MAILWRIGHT_CONFIG_DIR, MW_FQDN=s.fqdn)
+    env = dict(os.environ, **supervisor_env(mode, s))
     script = os.path.join(RUNTIME, "mailwright", "supervise.sh")
     os.execve("/bin/sh", ["/bin/sh", script], env)
 

@@ -30,13 +30,12 @@ STATE = Path("/var/mail-state")
 
 
 def consolidate_state(s: Settings) -> None:
-    """Keep service state in /var/mail-state when it is mounted; persisted data wins."""
+    """Keep the enabled daemons' state (their descriptors' `state`) in /var/mail-state when it is
+    mounted; persisted data wins."""
     if not STATE.is_dir():
         return
-    paths = ["/var/lib/postfix", "/var/spool/postfix", "/var/lib/logrotate"]
-    if s.dovecot_enabled:
-        paths.append("/var/lib/dovecot")
-    for src in map(Path, paths):
+    from ops import daemons
+    for src in map(Path, daemons.state_folders(s)):
         dest = STATE / str(src).strip("/").replace("/", "-")
         if src.is_symlink():
             continue

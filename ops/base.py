@@ -8,6 +8,7 @@ on the target.
 from __future__ import annotations
 
 import io
+import shlex
 import tarfile
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
 from pyinfra.operations import apt, files, server
 
+from ops import daemons
 from ops.facts import RUNTIME
 
 PROJECT = Path(__file__).resolve().parent.parent
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
+SNAKEOIL = ("/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/ssl/certs/ssl-cert-snakeoil.pem")
 
 
 def packages(names: list[str], lock: dict[str, str]) -> list[str]:
@@ -114,8 +117,12 @@ def runtime():
 @deploy("Remove generated secrets (image build)")
 def strip_secrets():
     """Keys made by post-install scripts must not ship in an image (everyone would share them)."""
-    for path in ("/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/ssl/certs/ssl-cert-snakeoil.pem"):
+    # The system's pair (Debian's ssl-cert); SSL_TYPE=snakeoil makes a new one at first start.
+    for path in SNAKEOIL:
         files.file(name=f"No {path}", path=path, present=False)
-    # dovecot-core links these to the snakeoil pair; mailwright's dovecot.conf never uses them.
-    for path in ("/etc/dovecot/private/dovecot.key", "/etc/dovecot/private/dovecot.pem"):
-        files.link(name=f"No {path}", path=path, present=False)
+    # Each daemon's, from its descriptor (files, or symlinks to the pair above; `dir/**`: what is below dir).
+    for path in daemons.secrets():
+        if path.endswith("/**"):
+            server.shell(name=f"No {path}", commands=[f"find {shlex.quote(path[:-3])} -mindepth 1 -delete 2>/dev/null || true"])
+        else:
+            server.shell(name=f"No {path}", commands=[f"rm -f {shlex.quote(path)}"])

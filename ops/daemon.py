@@ -59,8 +59,14 @@ class Job:
     """
     name: str                             # unique across daemons; systemd: mailwright-job-<name>.timer
     every: int                            # seconds between runs (the first run is one interval after start)
-    command: tuple[str, ...]              # argv, run as root
+    command: tuple[str, ...]              # argv, run as root in /opt/mailwright (so `python3 -m mailwright.x` works)
     enabled: Callable[["Settings"], bool] = always
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").isalnum():
+            raise ValueError(f"job name {self.name!r}: letters, digits and '-' only")
+        if self.every < 1 or not self.command:
+            raise ValueError(f"job {self.name}: needs a command and an interval of at least 1 s")
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,26 @@ def no_files(_settings: "Settings", _cfg: "ConfigDir", _tls: "Tls") -> list["Con
 
 @dataclass(frozen=True)
 class Daemon:
+    """One daemon, declared once. Field by field:
+
+    - `packages`: installed by the image build (every daemon's) and a VPS deploy (enabled daemons');
+      an optional `ops/<name>/deploy.py` `install(daemon, lock)` pyinfra deploy replaces the plain
+      package install (e.g. Postfix's debconf preseed).
+    - `enabled(settings)`: off means gone: a disabled daemon's files are removed, its unit is
+      stopped and disabled (VPS), the supervisor does not run it (container).
+    - `foreground`, `unit`, `pidfile`, `reload`, `ports`, `sockets`: supervision and health
+      (written to /etc/mailwright/daemons for the shell supervisor and health check).
+    - `state`: folders moved to /var/mail-state when it is mounted.
+    - `secrets`: paths the image build strips (files, or symlinks to them; a `/**` suffix: a folder's content).
+    - `reads`: config-folder files it reads (documentation; ops.configdir.WATCHED is what is watched).
+    - `jobs`: scheduled tasks (systemd timers on a VPS, the supervisor's schedule in a container).
+    - `files(settings, cfg, tls)`: its config.py. It should return its paths whatever the settings
+      (content None for a file not wanted): for a disabled daemon `ops.plan` turns every path it
+      returns into a removal, so nothing of it is left behind. The files are tagged with this
+      daemon and, unless they say otherwise (`reloads`), reload it when they change.
+    - `postfix(settings, cfg)`: what it adds to Postfix (`PostfixHooks`), asked only when enabled.
+    - `order`: start order; `uses_tls`: reloaded when the certificate changes.
+    """
     name: str                             # the folder's name: ops/<name>/
     packages: tuple[str, ...]             # Debian packages (the image installs every daemon's; a VPS the enabled ones')
     enabled: Callable[["Settings"], bool]
@@ -117,6 +143,7 @@ class Daemon:
     files: Callable[["Settings", "ConfigDir", "Tls"], list["ConfigFile"]] = no_files     # its config.py
     postfix: Callable[["Settings", "ConfigDir"], PostfixHooks] = no_hooks
     order: int = 50                       # start order (lower first); stop runs in reverse
+    uses_tls: bool = False                # reloaded when the certificate (ops.tls.FINGERPRINT) changes
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").isalnum():

@@ -12,7 +12,8 @@ from ops.facts import RUNTIME, ConfigDrift, InitRunning
 def configure(only: str | None = None):
     """Make the generated configuration true on the target.
 
-    + only: ``postfix``, ``dovecot`` or ``system`` (default: everything)
+    + only: one daemon's files (``postfix``, ``dovecot``, ...) or ``system`` (default: everything,
+      which is what a deploy does: one check and one apply for the whole plan)
 
     The files are computed on the target by the same code the container's init
     runs (`mailwright.configure`), from `/etc/dms-settings` and the config folder

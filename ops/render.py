@@ -34,8 +34,14 @@ class ConfigFile:
     mode: int = 0o644
     owner: str = "root"
     group: str = "root"
-    reloads: tuple[str, ...] = ()   # daemons to reload when this file changes
+    # Daemons to reload when this file changes. None: its own daemon (`daemon`); `()`: none
+    # (e.g. a table the daemon re-reads by itself). `ops.plan` resolves None, so every file it
+    # returns carries a tuple here.
+    reloads: tuple[str, ...] | None = None
     after: tuple[str, ...] = ()     # commands to run after it changed (e.g. compile a sieve script)
+    # Who owns it: the daemon whose descriptor's `files()` made it (set by `ops.plan` when it
+    # collects them), or "system" (mailwright's own files). Nothing guesses it from the path.
+    daemon: str = "system"
 
 
 def template(target: str, **context) -> str:

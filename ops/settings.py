@@ -188,9 +188,8 @@ class Settings:
     LOGWATCH_SENDER: str = opt("", "sender of logwatch reports", **LATER)
     REPORT_RECIPIENT: str = opt("", "default report recipient; empty: POSTMASTER_ADDRESS", **LATER)
     REPORT_SENDER: str = opt("", "default report sender; empty: mailserver-report@FQDN", **LATER)
-    LOGROTATE_INTERVAL: str = opt("weekly", "rotation interval of mail.log", choices=("daily", "weekly", "monthly"),
-                                  **LATER)
-    LOGROTATE_COUNT: int = opt(4, "rotated mail.log files kept", minimum=0, **LATER)
+    LOGROTATE_INTERVAL: str = opt("weekly", "rotation interval of mail.log", choices=("daily", "weekly", "monthly"))
+    LOGROTATE_COUNT: int = opt(4, "rotated mail.log files kept", minimum=0)
 
     # --- LDAP ------------------------------------------------------------------------------
     LDAP_SERVER_HOST: str = opt("", "LDAP URI (ldap://, ldaps:// or ldapi://)", **LATER)

@@ -11,34 +11,32 @@ SIEVE_DIR = "/etc/dovecot/sieve"
 
 
 def files(s: Settings, cfg: ConfigDir, tls: Tls) -> list[ConfigFile]:
-    if not s.dovecot_enabled:
-        return []
+    """Every path whatever the settings: with SMTP_ONLY ops.plan turns them into removals."""
     protocols = [p for p, on in (("imap", s.ENABLE_IMAP), ("pop3", s.ENABLE_POP3)) if on]
     protocols += ["lmtp"] + (["sieve"] if s.ENABLE_MANAGESIEVE else [])
     sieve = {which: f"{SIEVE_DIR}/{which}.sieve" if which in cfg.global_sieve else ""
              for which in ("before", "after")}
     ctx = dict(s=s, cfg=cfg, tls=tls, protocols=protocols, ciphers=CIPHERS[s.TLS_LEVEL],
                sieve_before=sieve["before"], sieve_after=sieve["after"], has_masters=bool(cfg.masters))
-    reload = dict(reloads=("dovecot",))
     out = [
-        rendered("/etc/dovecot/dovecot.conf", ctx, **reload),
+        rendered("/etc/dovecot/dovecot.conf", ctx),
         # Dovecot re-reads a changed passwd-file by itself: no reload for account changes.
-        rendered("/etc/dovecot/userdb", ctx, mode=0o640, group="dovecot"),
-        rendered("/etc/dovecot/masterdb", ctx, mode=0o640, group="dovecot") if cfg.masters
-        else ConfigFile("/etc/dovecot/masterdb", None),
-        ConfigFile("/etc/dovecot/local.conf", cfg.dovecot_cf or None, **reload),
+        rendered("/etc/dovecot/userdb", ctx, mode=0o640, group="dovecot", reloads=()),
+        rendered("/etc/dovecot/masterdb", ctx, mode=0o640, group="dovecot", reloads=()) if cfg.masters
+        else ConfigFile("/etc/dovecot/masterdb", None, reloads=()),
+        ConfigFile("/etc/dovecot/local.conf", cfg.dovecot_cf or None),
     ]
     for which in ("before", "after"):
         path = f"{SIEVE_DIR}/{which}.sieve"
         script = cfg.global_sieve.get(which)
         # Compiled here, as root: Dovecot runs scripts as the vmail user, who cannot write /etc.
-        out.append(ConfigFile(path, script, after=(f"sievec {path}",) if script else ()))
+        out.append(ConfigFile(path, script, after=(f"sievec {path}",) if script else (), reloads=()))
         if not script:
-            out.append(ConfigFile(path[:-len(".sieve")] + ".svbin", None))
+            out.append(ConfigFile(path[:-len(".sieve")] + ".svbin", None, reloads=()))
     for address, script in sorted(cfg.user_sieve.items()):
         if cfg.account(address) is None:
             continue
         local, domain = address.split("@", 1)
         out.append(ConfigFile(f"/var/mail/{domain}/{local}/home/.dovecot.sieve", script,
-                              owner="docker", group="docker"))
+                              owner="docker", group="docker", reloads=()))
     return out

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Reload
-from ops.dovecot import config
+from ops.daemon import Daemon, PostfixHooks, Reload
+
+# Dovecot's quota-status service (dovecot.conf): Postfix asks it at RCPT time, so mail to a full
+# mailbox is refused then instead of bounced after it was accepted.
+QUOTA_POLICY = "check_policy_service inet:127.0.0.1:65265"
+
+
+def _files(s, cfg, tls):
+    # Imported here: the descriptors stay standard-library only (the image build reads them).
+    from ops.dovecot import config
+    return config.files(s, cfg, tls)
+
+
+def _postfix(s, _cfg) -> PostfixHooks:
+    if not s.quotas_enabled:
+        return PostfixHooks()
+    return PostfixHooks(recipient_restrictions=((90, QUOTA_POLICY),), mua_recipient_restrictions=((90, QUOTA_POLICY),))
 
 DAEMON = Daemon(
     name="dovecot",
@@ -20,6 +35,8 @@ DAEMON = Daemon(
     secrets=("/etc/dovecot/private/dovecot.key", "/etc/dovecot/private/dovecot.pem"),
     reads=("postfix-accounts.cf", "dovecot-quotas.cf", "dovecot-masters.cf", "dovecot.cf",
            "before.dovecot.sieve", "after.dovecot.sieve"),
-    files=config.files,
+    files=_files,
+    postfix=_postfix,
+    uses_tls=True,
     order=20,
 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from ops import daemons
 from ops.configdir import ConfigDir
 from ops.render import ConfigFile, rendered, template
 from ops.settings import Settings
@@ -99,6 +102,63 @@ def tls_policy(s: Settings, hosts: list[tuple[str, str]], auth: list[tuple[str, 
     return [(key, "encrypt") for key in keys]
 
 
+@dataclass(frozen=True)
+class Hub:
+    """Every enabled daemon's `PostfixHooks`, assembled in one order.
+
+    Restrictions and milters: by their `order` number, then daemon name (e.g. OpenDKIM at 10
+    before OpenDMARC at 20; policy services such as Postgrey at 50 before Dovecot's
+    quota-status at 90). `recipient_restrictions` come after `reject_non_fqdn_recipient` in
+    port 25's `smtpd_recipient_restrictions` (so after `reject_unauth_destination`);
+    `mua_recipient_restrictions` before `permit_sasl_authenticated` on 465/587. Milters,
+    `content_filter` and the daemons' `main` parameters go in one block at the end of main.cf
+    (before postfix-main.cf, which still wins); `master_services` at the end of master.cf in
+    daemon start order.
+    """
+    recipient_restrictions: tuple[str, ...] = ()
+    mua_recipient_restrictions: tuple[str, ...] = ()
+    main: tuple[tuple[str, str], ...] = ()
+    master_services: tuple[str, ...] = ()
+
+
+def hub(s: Settings, cfg: ConfigDir) -> Hub:
+    given = [(d.name, d.postfix(s, cfg)) for d in daemons.enabled(s)]
+
+    def ordered(attr: str) -> tuple[str, ...]:
+        entries = [(order, name, text) for name, hooks in given for order, text in getattr(hooks, attr)]
+        return tuple(text for _, _, text in sorted(entries, key=lambda e: (e[0], e[1])))
+
+    main: dict[str, tuple[str, str]] = {}          # parameter -> (daemon, value)
+
+    def put(daemon: str, param: str, value: str) -> None:
+        if param in main:
+            raise ValueError(f"main.cf parameter {param} is set by both {main[param][0]} and {daemon}")
+        main[param] = (daemon, value)
+
+    for param in ("smtpd_milters", "non_smtpd_milters"):
+        milters = ordered(param)
+        if milters:
+            put("the milters", param, ", ".join(milters))
+    for name, hooks in given:
+        if hooks.content_filter:
+            put(name, "content_filter", hooks.content_filter)
+        for param, value in hooks.main:
+            put(name, param, value)
+    return Hub(
+        recipient_restrictions=ordered("recipient_restrictions"),
+        mua_recipient_restrictions=ordered("mua_recipient_restrictions"),
+        main=tuple((param, value) for param, (_, value) in main.items()),
+        master_services=tuple(service for _, hooks in given for service in hooks.master_services),
+    )
+
+
+def with_daemons(text: str, hub: Hub) -> str:
+    """main.cf plus the daemons' parameters (nothing added when none)."""
+    if not hub.main:
+        return text
+    return text + "\n# From mailwright's daemons (PostfixHooks).\n" + "".join(f"{k} = {v}\n" for k, v in hub.main)
+
+
 def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[ConfigFile]:
     overrides: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for key, value in cfg.postfix_master:
@@ -107,8 +167,9 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
     alias_keys = {alias for alias, _ in cfg.aliases}
     hosts, auth = relay_hosts(s, cfg), relay_auth(s, cfg)
     policy = tls_policy(s, hosts, auth)
+    daemons_hub = hub(s, cfg)
     ctx = dict(
-        s=s, cfg=cfg, tls=tls, mynetworks=mynetworks, ciphers=CIPHERS[s.TLS_LEVEL],
+        hub=daemons_hub, s=s, cfg=cfg, tls=tls, mynetworks=mynetworks, ciphers=CIPHERS[s.TLS_LEVEL],
         relay_auth=auth, tls_policy=policy, system_ca=SYSTEM_CA_FILE, system_names=SYSTEM_NAMES,
         hostname_is_virtual=s.fqdn.lower() in cfg.domains,
         has_regexp=bool(cfg.regexp), overrides=overrides, alias_keys=alias_keys,
@@ -117,17 +178,16 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
         send_access="check_sender_access texthash:/etc/postfix/send_access, " if cfg.send_access else "",
         receive_access="check_recipient_access texthash:/etc/postfix/receive_access, " if cfg.receive_access else "",
     )
-    reload = dict(reloads=("postfix",))
-    main = merge_main(template("/etc/postfix/main.cf", **ctx), cfg.postfix_main)
+    main = merge_main(with_daemons(template("/etc/postfix/main.cf", **ctx), daemons_hub), cfg.postfix_main)
     return [
-        ConfigFile("/etc/postfix/main.cf", main, **reload),
-        rendered("/etc/postfix/master.cf", ctx, **reload),
-        rendered("/etc/postfix/vhost", ctx, **reload),
-        rendered("/etc/postfix/vmailbox", ctx, **reload),
-        rendered("/etc/postfix/virtual", ctx, **reload),
-        rendered("/etc/postfix/aliases", ctx, **reload),
-        rendered("/etc/postfix/regexp", ctx, **reload) if cfg.regexp else ConfigFile("/etc/postfix/regexp", None),
-        rendered("/etc/postfix/sender_login", ctx, **reload) if s.SPOOF_PROTECTION
+        ConfigFile("/etc/postfix/main.cf", main),
+        rendered("/etc/postfix/master.cf", ctx),
+        rendered("/etc/postfix/vhost", ctx),
+        rendered("/etc/postfix/vmailbox", ctx),
+        rendered("/etc/postfix/virtual", ctx),
+        rendered("/etc/postfix/aliases", ctx),
+        rendered("/etc/postfix/regexp", ctx) if cfg.regexp else ConfigFile("/etc/postfix/regexp", None),
+        rendered("/etc/postfix/sender_login", ctx) if s.SPOOF_PROTECTION
         else ConfigFile("/etc/postfix/sender_login", None),
         table("/etc/postfix/send_access", cfg.send_access),
         table("/etc/postfix/receive_access", cfg.receive_access),
@@ -140,4 +200,4 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
 def table(path: str, rows: list[tuple[str, str]], mode: int = 0o644) -> ConfigFile:
     """A texthash table straight from config-folder rows (absent when there are none)."""
     content = "".join(f"{key} {value}\n" for key, value in rows) if rows else None
-    return ConfigFile(path, content, mode=mode, reloads=("postfix",))
+    return ConfigFile(path, content, mode=mode)

@@ -13,8 +13,7 @@ SYSTEMD = {"MAILWRIGHT_INIT": "systemd", "OVERRIDE_HOSTNAME": "mail.example.test
 CONTAINER = {"MAILWRIGHT_INIT": "container", "OVERRIDE_HOSTNAME": "mail.example.test"}
 INSTALL_OPS = ("Runtime of mailwright's configure stage and init", "Postfix packages", "Dovecot packages",
                "vmail user 'docker'", "Upload the runtime")
-CONFIGURE_OPS = ("Config folder", "Effective settings (/etc/dms-settings)", "System files",
-                 "Postfix configuration", "Dovecot configuration")
+CONFIGURE_OPS = ("Config folder", "Effective settings (/etc/dms-settings)", "Configuration")
 SECRETS = ("/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/ssl/certs/ssl-cert-snakeoil.pem",
            "/etc/dovecot/private/dovecot.key", "/etc/dovecot/private/dovecot.pem")
 APT_INSTALL = "apt-get -y"
@@ -78,10 +77,10 @@ def test_all_stages_by_default_in_order(deploy):
     for name in INSTALL_OPS + CONFIGURE_OPS:
         assert name in names, name
     # Packages before the files that configure them; settings before what is computed from them.
-    assert names.index("Postfix packages") < names.index("Postfix configuration")
-    assert names.index("Effective settings (/etc/dms-settings)") < names.index("System files") \
-        < names.index("Dovecot configuration")
-    assert names.index("Postfix configuration") < names.index("Postfix running")
+    assert names.index("Postfix packages") < names.index("Configuration")
+    assert names.index("Dovecot packages") < names.index("Configuration")
+    assert names.index("Effective settings (/etc/dms-settings)") < names.index("Configuration")
+    assert names.index("Configuration") < names.index("Postfix running") < names.index("Config watcher running")
     # A VPS keeps its snakeoil certificate: secrets are only stripped for an image.
     assert not any(r.op(f"No {p}") for p in SECRETS)
 
@@ -99,6 +98,21 @@ def test_install_stage_alone_runs_no_configure_op_and_strips_secrets(deploy):
         assert r.op(f"No {path}")
         assert r.ran(f"rm -f {path}"), path
     assert "/etc/dms-settings" not in r.uploads
+
+
+def test_vps_installs_only_enabled_daemons_packages(deploy):
+    # The image (install stage, no settings) has every daemon; a VPS only what its settings enable.
+    r = ok(deploy({**SYSTEMD, "SMTP_ONLY": True}))
+    assert r.op("Postfix packages") and not r.op("Dovecot packages")
+    assert r.op("Dovecot stopped") and not r.op("Dovecot running")
+    assert ok(deploy(SYSTEMD)).op("Dovecot packages")
+
+
+def test_systemd_schedules_the_jobs_as_timers(deploy):
+    r = ok(deploy(SYSTEMD))
+    assert r.op("Job maillog-rotate scheduled")
+    assert r.ran("systemctl start mailwright-job-maillog-rotate.timer")
+    assert not ok(deploy(CONTAINER)).op("Job maillog-rotate scheduled")       # the supervisor runs it there
 
 
 def test_install_stage_needs_no_settings(deploy):
@@ -213,24 +227,33 @@ def test_hostname_comes_from_the_target_without_override(deploy):
 
 # --- configure: only when something drifted -----------------------------------------------------------------------
 
+def configure_checks(run):
+    return [c for c in run.commands if "mailwright.configure --check" in c]
+
+
 def test_no_drift_no_configure_command(deploy):
     # A second run on a configured host: the check reports nothing, so nothing is rewritten or reloaded.
     r = ok(deploy(SYSTEMD))
-    assert r.ran("python3 -m mailwright.configure --check --only postfix")
+    assert r.ran("python3 -m mailwright.configure --check")
     assert not r.ran("mailwright.configure --reload")
 
 
-def test_drift_runs_configure_for_that_part_only(deploy):
-    r = ok(deploy(SYSTEMD, responses={"configure --check --only postfix": "changed /etc/postfix/main.cf"}))
-    assert r.commands_of("Postfix configuration")[-1].endswith("python3 -m mailwright.configure --reload --only postfix")
-    assert not r.ran("--reload --only dovecot") and not r.ran("--reload --only system")
+def test_one_remote_plan_for_the_whole_configuration(deploy):
+    # One check of the whole plan on the target (not one per daemon), and no `--only`.
+    r = ok(deploy(SYSTEMD))
+    assert len(configure_checks(r)) == 1 and "--only" not in configure_checks(r)[0]
+
+
+def test_drift_runs_configure_once_for_everything(deploy):
+    r = ok(deploy(SYSTEMD, responses={"configure --check": "changed /etc/postfix/main.cf"}))
+    assert r.commands_of("Configuration")[-1].endswith("python3 -m mailwright.configure --reload")
+    assert not r.ran("--reload --only")
 
 
 def test_first_deploy_configures_everything(deploy):
-    # Before the runtime exists the check answers "unknown": every part must be configured.
+    # Before the runtime exists the check answers "unknown": the whole configuration is applied.
     r = ok(deploy(SYSTEMD, responses={"configure --check": "unknown"}))
-    for part in ("system", "postfix", "dovecot"):
-        assert r.ran(f"mailwright.configure --reload --only {part}"), part
+    assert r.commands_of("Configuration")[-1].endswith("python3 -m mailwright.configure --reload")
 
 
 # --- config folder seeding ------------------------------------------------------------------------------------------

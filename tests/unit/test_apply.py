@@ -312,7 +312,10 @@ def test_supervisor_does_not_lock_through_a_symlinked_lock_file(tmp_path):
     target = tmp_path / "precious"
     target.write_bytes(b"keep me\n")
     (config / "check-for-changes.sh.lock").symlink_to(target)
-    env = dict(os.environ, MW_MODE="watch", MW_DAEMONS="", MW_PORTS="", MW_POLL="1",
+    from mailwright.configwrite import LOCK_NAME
+    env = dict(os.environ, MW_MODE="watch", MW_POLL="1", MW_LOCK=str(config / LOCK_NAME),
+               MW_WATCH_LIST=str(tmp_path / "watch"), MW_PENDING=str(tmp_path / "pending"),
+               MW_DAEMONS_FILE=str(tmp_path / "daemons"), MW_JOBS_FILE=str(tmp_path / "jobs"),
                MW_CONFIG_DIR=str(config), MW_FQDN="mail.example.test")
     proc = subprocess.Popen(["/bin/sh", str(REPO / "mailwright" / "supervise.sh")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

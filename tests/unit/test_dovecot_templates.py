@@ -294,7 +294,10 @@ def test_account_changes_do_not_reload_dovecot(tmp_path):
 
 def test_smtp_only_generates_no_dovecot_files(tmp_path):
     files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS}, SMTP_ONLY=1)
-    assert not any(p.startswith("/etc/dovecot/") for p in files)
+    # Off means gone: every file Dovecot would have is listed for removal, none with content.
+    dovecot = {p: f for p, f in files.items() if p.startswith("/etc/dovecot/")}
+    assert "/etc/dovecot/dovecot.conf" in dovecot and "/etc/dovecot/userdb" in dovecot
+    assert all(f.content is None and f.daemon == "dovecot" and not f.reloads for f in dovecot.values())
     # ... and a certificate renewal then reloads Postfix only.
     from ops import tls as tls_mod
     assert files[tls_mod.FINGERPRINT].reloads == ("postfix",)
