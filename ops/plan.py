@@ -26,7 +26,12 @@ SYSTEMD_DIR = "/etc/systemd/system"
 def watched_paths(s: Settings, cfg: configdir.ConfigDir, tls: tls_mod.Tls) -> list[str]:
     """What the change poller fingerprints: config-folder inputs and certificate files."""
     root = Path(s.MAILWRIGHT_CONFIG_DIR)
-    paths = [str(root / name) for name in configdir.WATCHED]
+    # The folder's own formats, then whatever an enabled daemon declares it reads
+    # (a daemon's private files, e.g. Postgrey's whitelists), each once.
+    names = list(configdir.WATCHED)
+    names += [n for d in daemons.enabled(s) for n in d.reads if n not in names]
+    names = list(dict.fromkeys(names))
+    paths = [str(root / name) for name in names]
     paths += [str(root / f"{address}.dovecot.sieve") for address in sorted(cfg.user_sieve)]
     return paths + list(tls.watched)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from conftest import exists
 
+from ops import daemons
+
 SYSTEMD = {"MAILWRIGHT_INIT": "systemd", "OVERRIDE_HOSTNAME": "mail.example.test"}
 CONTAINER = {"MAILWRIGHT_INIT": "container", "OVERRIDE_HOSTNAME": "mail.example.test"}
 INSTALL_OPS = ("Runtime of mailwright's configure stage and init", "Postfix packages", "Dovecot packages",
@@ -144,6 +146,9 @@ LOCKED = {"python3": "3.11.2-1+b1", "python3-jinja2": "3.1.2-1", "iproute2": "6.
           "dovecot-imapd": "1:2.3.19.1+dfsg1-2.1+deb12u1", "dovecot-pop3d": "1:2.3.19.1+dfsg1-2.1+deb12u1",
           "dovecot-lmtpd": "1:2.3.19.1+dfsg1-2.1+deb12u1", "dovecot-managesieved": "1:2.3.19.1+dfsg1-2.1+deb12u1",
           "dovecot-sieve": "1:2.3.19.1+dfsg1-2.1+deb12u1", "libc6": "2.36-9+deb12u9"}
+# Every daemon's packages are locked too: the image build installs them all, whichever
+# daemons exist (a new daemon's packages must not break these tests).
+LOCKED.update({p: "1.0-test" for d in daemons.all_daemons() for p in d.packages if p not in LOCKED})
 
 
 def write_lock(tmp_path, entries):
