@@ -153,11 +153,13 @@ class Settings:
     MARK_SPAM_AS_READ: bool = opt(False, "mark spam as read (global after-sieve)", **LATER)
     ENABLE_CLAMAV: bool = opt(False, "ClamAV through Amavis", **LATER)
     CLAMAV_MESSAGE_SIZE_LIMIT: str = opt("25M", "largest file ClamAV scans", pattern=SIZE, **LATER)
-    ENABLE_POSTGREY: bool = opt(False, "greylisting with Postgrey", **LATER)
-    POSTGREY_DELAY: int = opt(300, "greylisting delay, seconds", **LATER)
-    POSTGREY_MAX_AGE: int = opt(35, "days a triplet is remembered", **LATER)
-    POSTGREY_AUTO_WHITELIST_CLIENTS: int = opt(5, "deliveries after which a client is whitelisted", **LATER)
-    POSTGREY_TEXT: str = opt("Delayed by Postgrey", "text of the greylisting reply", **LATER)
+    ENABLE_POSTGREY: bool = opt(False, "greylisting with Postgrey (port 25; ops/postgrey)")
+    POSTGREY_DELAY: int = opt(300, "greylisting delay, seconds (postgrey reads 0 as 300)", minimum=1)
+    POSTGREY_MAX_AGE: int = opt(35, "days a triplet is remembered (postgrey reads 0 as 35)", minimum=1)
+    POSTGREY_AUTO_WHITELIST_CLIENTS: int = opt(5, "deliveries after which a client is whitelisted; 0: never",
+                                               minimum=0)
+    POSTGREY_TEXT: str = opt("Delayed by Postgrey", "text of the greylisting reply (postgrey: %s seconds left, "
+                             "%r recipient domain)")
 
     # --- Rspamd ----------------------------------------------------------------------------
     ENABLE_RSPAMD: bool = opt(False, "Rspamd milter", **LATER)

@@ -1,0 +1,1 @@
+"""Postgrey: greylisting policy service for Postfix's port 25 (ENABLE_POSTGREY)."""
