@@ -11,6 +11,7 @@ is a bounded poll for an observable result, never a timed assertion.
 
 from __future__ import annotations
 
+import smtplib
 import socket
 import textwrap
 import time
@@ -142,7 +143,10 @@ def server(image, tls, tmp_path_factory):
 def test_first_attempt_is_greylisted_then_the_retry_is_delivered(server, tls):
     sender, tok = fresh_sender(), c.token("grey")
     first = time.monotonic()
-    code, text = rcpt_reply(USER, sender)
+    try:
+        code, text = rcpt_reply(USER, sender)
+    except smtplib.SMTPException as e:
+        raise AssertionError(f"{e!r}\n{server.diagnostics()}") from None
     assert code == 450 and TEXT in text, (code, text, server.diagnostics())
 
     # A retry before the delay would be greylisted again; send it once the delay has passed.
