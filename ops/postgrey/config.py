@@ -30,17 +30,14 @@ from ops.settings import Settings
 
 log = logging.getLogger("mailwright.config")
 
-PORT = 10023
+from ops.postgrey.daemon import OPTIONS, PIDFILE, PORT, READS, STATE  # noqa: E402,F401  (one place each)
+
 LISTEN = f"127.0.0.1:{PORT}"
 POLICY = f"check_policy_service inet:{LISTEN}"
 POLICY_ORDER = 50          # PostfixHooks order: after reject_unauth_destination, before the quota check (90)
-OPTIONS = "/etc/default/postgrey"
-PIDFILE = "/run/postgrey.pid"
-CLIENTS_SOURCE, RECIPIENTS_SOURCE = "whitelist_clients.local", "whitelist_recipients"
+CLIENTS_SOURCE, RECIPIENTS_SOURCE = READS
 CLIENTS = "/etc/postgrey/whitelist_clients.local"
 RECIPIENTS = "/etc/postgrey/whitelist_recipients.local"
-READS = (CLIENTS_SOURCE, RECIPIENTS_SOURCE)
-STATE = "/var/lib/postgrey"
 
 _IPV4 = re.compile(r"\A[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?:/[0-9]{1,2})?\Z")
 _IPV4_PARTIAL = re.compile(r"\A[0-9]{1,3}(?:\.[0-9]{1,3}){1,2}\Z")     # 10.1.2 (a /24), 10.1
@@ -181,6 +178,3 @@ def postfix(s: Settings, _cfg: ConfigDir) -> PostfixHooks:
         return PostfixHooks()
     return PostfixHooks(recipient_restrictions=((POLICY_ORDER, POLICY),))
 
-
-def ports(s: Settings) -> tuple[int, ...]:
-    return (PORT,) if s.ENABLE_POSTGREY else ()
