@@ -77,3 +77,17 @@ def test_no_tracked_file_names_a_registry_or_mirror_host():
             if host in text:
                 found.append(f"{path.relative_to(REPO)} names {host}")
     assert not found, "\n".join(found)
+
+
+def test_test_modules_have_unique_basenames():
+    # The test folders are not packages: pytest imports test modules by basename, so
+    # tests/unit/test_x.py and tests/e2e/test_x.py cannot both be collected in one run
+    # (`make test` collects every lane; `make test-unit` alone would not notice).
+    seen: dict[str, str] = {}
+    clashes = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        rel = str(path.relative_to(REPO))
+        if path.name in seen:
+            clashes.append(f"{seen[path.name]} and {rel}")
+        seen.setdefault(path.name, rel)
+    assert not clashes, "test modules sharing a basename: " + "; ".join(clashes)
