@@ -30,6 +30,15 @@ cd /opt/mailwright
 # shellcheck disable=SC2086
 "$VENV/bin/pyinfra" -y @local deploy.py --data mailwright_stage=install $lock_data
 
+# The runtime compiled once, here, so a container's first configure run (its cold start)
+# compiles nothing: Python modules as hash-checked pycs (PEP 552: no mtime inside, and a
+# changed source is still noticed), templates into the configure stage's cache
+# (mailwright/configure.py TEMPLATE_CACHE). Both are deterministic for the same sources.
+find /opt/mailwright -name __pycache__ -prune -exec rm -rf {} +
+/usr/bin/python3 -m compileall -q -f --invalidation-mode checked-hash /opt/mailwright/ops /opt/mailwright/mailwright
+(cd /opt/mailwright && /usr/bin/python3 -c 'from mailwright import configure; from ops import render
+render.cache_templates(configure.TEMPLATE_CACHE); render.precompile()')
+
 if [ -f "$LOCK" ]; then
     python3 "$B/lockcheck.py" verify --exact --lock "$LOCK"
     python3 "$B/lockcheck.py" unpin

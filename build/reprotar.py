@@ -69,10 +69,8 @@ DROP_PATTERNS = (
     "etc/ssl/certs/ssl-cert-snakeoil.pem",
     "etc/ssh/ssh_host_*",
     *DAEMON_SECRETS,
-    # compiled during the build with the checkout's mtimes baked in; Python
-    # rebuilds them on first import
-    "opt/mailwright/**/__pycache__",
-    "opt/mailwright/**/__pycache__/**",
+    # (opt/mailwright/**/__pycache__ is kept: build/install-stage.sh compiles it
+    # hash-checked, with no mtime inside)
 )
 
 # Below these only files go: daemons expect their (empty) log and runtime

@@ -30,6 +30,10 @@ from ops import daemons, plan
 from ops.settings import SettingsError, load, read_dms_settings
 
 PENDING = Path(daemons.PENDING_RELOADS)
+# Compiled templates (ops.render.cache_templates), on the target only: the image's runtime
+# lives in /opt/mailwright; a checkout (tests, an operator's machine) compiles as before.
+TARGET_RUNTIME = Path("/opt/mailwright")
+TEMPLATE_CACHE = "/var/cache/mailwright/jinja"
 
 
 def parts() -> tuple[str, ...]:
@@ -96,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S%z")
+    if Path(__file__).resolve().is_relative_to(TARGET_RUNTIME):
+        from ops import render
+        render.cache_templates(TEMPLATE_CACHE)
     try:
         settings = load(environ=os.environ) if args.from_env else read_dms_settings()
         if args.from_env and not args.check and settings.MAILWRIGHT_INIT == "container":

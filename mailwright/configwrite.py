@@ -55,9 +55,7 @@ from typing import Callable, Iterable, Iterator
 
 from mailwright import atomic
 from ops.configdir import SECRET_FILES, WATCHED, SymlinkRefused, read_file, split_lines
-
-LOCK_NAME = "check-for-changes.sh.lock"
-
+from ops.settings import LOCK_NAME
 
 # What `locked()` refuses to edit around when it is a symbolic link: every file
 # the reader takes in, and the DKIM folder.

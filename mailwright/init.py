@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from ops.settings import read_dms_settings
+from ops.settings import LOCK_NAME, read_dms_settings
 
 MARKER = "/CONTAINER_START"
 RUNTIME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,7 +48,6 @@ def configure(*flags):
 def supervisor_env(mode, s):
     """supervise.sh's environment: every path and name it uses comes from a Python constant.
     Which daemons and jobs it runs it reads from the tables the configure stage wrote."""
-    from mailwright.configwrite import LOCK_NAME
     from ops import daemons
     return dict(MW_MODE=mode, MW_POLL=str(s.DMS_CONFIG_POLL), MW_CONFIG_DIR=s.MAILWRIGHT_CONFIG_DIR,
                 MW_LOCK=os.path.join(s.MAILWRIGHT_CONFIG_DIR, LOCK_NAME), MW_WATCH_LIST=daemons.WATCH_LIST,

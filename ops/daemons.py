@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import pkgutil
 from functools import lru_cache
 
 import ops
@@ -17,6 +16,7 @@ from ops.daemon import Daemon
 
 @lru_cache(maxsize=None)
 def all_daemons() -> tuple[Daemon, ...]:
+    import pkgutil      # here: the init reads this module's paths and should not pay for discovery
     found = []
     for module in pkgutil.iter_modules(ops.__path__):
         if not module.ispkg:

@@ -44,6 +44,26 @@ class ConfigFile:
     daemon: str = "system"
 
 
+def cache_templates(folder: str | Path) -> None:
+    """Keep compiled templates in `folder` (jinja2's bytecode cache, keyed by each template's
+    source checksum): compiling them is most of a no-op configure run. Only the target's
+    configure stage asks for it; a folder it cannot create leaves compiling as it was."""
+    try:
+        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return
+    _env.bytecode_cache = jinja2.FileSystemBytecodeCache(str(folder))
+
+
+def precompile() -> int:
+    """Compile every template into the cache set by `cache_templates` (the image build does
+    this once, so a container's first configure run compiles nothing); how many."""
+    names = _env.list_templates(extensions=["j2"])
+    for name in names:
+        _env.get_template(name)
+    return len(names)
+
+
 def template(target: str, **context) -> str:
     """Render `files/<target>.j2`."""
     return _env.get_template(target.lstrip("/") + ".j2").render(**context)

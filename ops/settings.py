@@ -285,6 +285,8 @@ LEGACY = {
 }
 
 CONFIG_DIRS = {"container": "/tmp/docker-mailserver", "systemd": "/etc/mailwright/config"}
+# docker-mailserver's lock file in the config folder, shared by `setup`, the change poller and DMS.
+LOCK_NAME = "check-for-changes.sh.lock"
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 

@@ -110,6 +110,8 @@ def test_drop_rules_remove_secrets_logs_and_caches_but_keep_directories():
         "etc", "etc/passwd", "etc/ssl", "etc/ssl/certs", "etc/ssl/certs/ISRG_Root_X1.pem",
         "etc/ssl/certs/ffff0000.0", "etc/ssl/private",
         "opt", "opt/mailwright", "opt/mailwright/ops",
+        # Kept: build/install-stage.sh compiles them hash-checked (no mtime inside).
+        "opt/mailwright/ops/__pycache__", "opt/mailwright/ops/__pycache__/a.cpython-311.pyc",
         "var", "var/cache", "var/cache/debconf", "var/cache/debconf/config.dat", "var/cache/ldconfig",
         "var/lib", "var/lib/apt", "var/lib/apt/lists", "var/log", "var/log/apt",
     ]
