@@ -126,3 +126,34 @@ def test_docker_connector_bad_setting_stops_deploy(deploy_py, base_image, tls, t
     finally:
         t.teardown()
 
+
+
+def test_image_rotates_the_mail_log_and_daemons_keep_writing(image, tls, tmp_path):
+    """The rotation job, run as the supervisor runs it, in a running container: copy to mail.log.1,
+    truncate in place; Postfix (postlogd, O_APPEND) goes on writing at the start of the emptied log."""
+    cfg = minimal_config(tmp_path, tls)
+    c = MailContainer(image, Volumes.under(tmp_path, cfg.path), env={"LOGROTATE_INTERVAL": "daily",
+                                                                     "LOGROTATE_COUNT": "2"})
+    try:
+        c.start()
+        job = c.exec("cat", "/etc/mailwright/jobs").stdout
+        argv = next(line.split("\t")[2] for line in job.splitlines() if line.startswith("maillog-rotate\t"))
+        before = c.exec("wc", "-c", "/var/log/mail/mail.log").stdout.split()[0]
+        assert int(before) > 0, c.diagnostics()
+        c.exec("sh", "-c", "mkdir -p /var/lib/logrotate && echo 2000-01-01 > /var/lib/logrotate/mailwright.status")
+        out = c.exec("sh", "-c", f"cd /opt/mailwright && {argv}").stdout
+        assert "rotated /var/log/mail/mail.log (daily, 2 kept)" in out, out
+        rotated = c.exec("cat", "/var/log/mail/mail.log.1").stdout
+        assert rotated.strip(), "mail.log.1 is empty"
+        c.exec("postfix", "reload")                    # postlogd writes a line
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline:
+            text = c.exec("cat", "/var/log/mail/mail.log").stdout
+            if "reload" in text:
+                break
+            time.sleep(0.5)
+        assert "reload" in text and not text.startswith("\0"), (text[:300], c.diagnostics())
+        assert rotated.splitlines()[0] not in text, "the log was copied but not truncated"
+    finally:
+        c.remove()
