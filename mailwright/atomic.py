@@ -5,12 +5,13 @@ leaves no truncated file behind (a failed write removes its temporary file).
 rename(2) replaces a symbolic link at the destination (the link itself, never
 its target), so a link planted there cannot redirect the write.
 
-The two callers differ only in policy, passed as parameters:
+The callers differ only in policy, passed as parameters:
 - `mailwright.apply` (generated files): a fixed mode and owner, dated two
   seconds back for Postfix (`mtime`);
 - `mailwright.configwrite` (the config folder): the mode and owner of the file
   it replaces, chown only where permitted (`owner_best_effort`), and the
-  directory fsynced so the rename itself survives a crash (`sync_dir`).
+  directory fsynced so the rename itself survives a crash (`sync_dir`);
+- `mailwright.logrotate` and the configure stage's pending reloads: a fixed mode.
 
 Pure standard library: runs in the container and on the VPS without pip.
 """
@@ -21,6 +22,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 
 def replace(path: str | Path, data: bytes, mode: int, owner: tuple[int, int] | None = None, *,
@@ -33,11 +35,20 @@ def replace(path: str | Path, data: bytes, mode: int, owner: tuple[int, int] | N
     dates the file (atime and mtime) before it is renamed in. `suffix` ends the
     temporary file's name (`.<name>.<random><suffix>`).
     """
+    replace_with(path, lambda out: out.write(data), mode, owner, owner_best_effort=owner_best_effort,
+                 mtime=mtime, sync_dir=sync_dir, suffix=suffix)
+
+
+def replace_with(path: str | Path, write: Callable[[BinaryIO], object], mode: int,
+                 owner: tuple[int, int] | None = None, *, owner_best_effort: bool = False,
+                 mtime: float | None = None, sync_dir: bool = False, suffix: str = "") -> None:
+    """`replace`, the content written by `write(file)`: for content streamed from another
+    file (the mail log's rotation copies a log that may be large)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            write(out)
             out.flush()
             os.fchmod(out.fileno(), mode)
             if owner is not None:

@@ -22,10 +22,9 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-from mailwright import apply, services
+from mailwright import apply, atomic, services
 from ops import daemons, plan
 from ops.settings import SettingsError, load, read_dms_settings
 
@@ -55,10 +54,7 @@ def write_pending(daemons: set[str], path: Path | None = None) -> None:
         path.unlink(missing_ok=True)
         return
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        out.write("".join(d + "\n" for d in sorted(daemons)))
-    os.replace(tmp, path)
+    atomic.replace(path, "".join(d + "\n" for d in sorted(daemons)).encode(), 0o600)
 
 
 def reload(init: str, daemons: set[str], only: str | None = None, pending: Path | None = None) -> list[str]:

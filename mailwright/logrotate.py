@@ -21,8 +21,9 @@ import gzip
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+from mailwright import atomic
 
 LOG = Path("/var/log/mail/mail.log")
 STATUS = Path("/var/lib/logrotate/mailwright.status")
@@ -40,20 +41,6 @@ def due(interval: str, last: datetime.date, today: datetime.date) -> bool:
     raise ValueError(f"LOGROTATE_INTERVAL={interval!r}: use daily, weekly or monthly")
 
 
-def _atomic(path: Path, write, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def rotate(log: Path, count: int) -> None:
     """One rotation: shift the gzipped ones, gzip the plain `.1`, copy the log to `.1`, truncate it."""
     mode = log.stat().st_mode & 0o777
@@ -68,11 +55,11 @@ def rotate(log: Path, count: int) -> None:
     if plain.exists():
         if count >= 2:
             with plain.open("rb") as src:
-                _atomic(old(2), lambda out: _gzip(src, out), mode)
+                atomic.replace_with(old(2), lambda out: _gzip(src, out), mode)
         plain.unlink()
     if count >= 1:
         with log.open("rb") as src:
-            _atomic(plain, lambda out: shutil.copyfileobj(src, out), mode)
+            atomic.replace_with(plain, lambda out: shutil.copyfileobj(src, out), mode)
     os.truncate(log, 0)
 
 
@@ -96,7 +83,7 @@ def run(interval: str, count: int, log: Path = LOG, status: Path = STATUS,
         rotate(log, count)
     if last is None or rotated:
         status.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(status, lambda out: out.write(f"{today.isoformat()}\n".encode()), 0o644)
+        atomic.replace(status, f"{today.isoformat()}\n".encode(), 0o644)
     return rotated
 
 

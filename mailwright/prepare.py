@@ -11,8 +11,8 @@ one line each (the pyinfra fact), and changes nothing.
 
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import grp
 import os
 import pwd
@@ -238,7 +238,6 @@ def container(s: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """The repairs a VPS deploy and the image build run (the container's start runs them itself)."""
-    import logging
     import logging.handlers
     parser = argparse.ArgumentParser(prog="mailwright.prepare")
     parser.add_argument("--check", action="store_true", help="only list what is wrong ('unknown': cannot tell yet)")

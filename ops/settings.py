@@ -17,6 +17,7 @@ import logging
 import re
 import shlex
 import socket
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -51,9 +52,16 @@ SIZE = r"^[0-9]+[kKmMgGtT]?$"
 _HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"
 # Postfix next-hop: `host`, `host:port`, `[host]` or `[host]:port` (brackets: no MX lookup).
 RELAY_NEXTHOP = rf"^({_HOST}|\[({_HOST}|[0-9A-Fa-f:.]+|ipv6:[0-9A-Fa-f:.]+)\])(:[0-9]{{1,5}})?$"
-# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators: never in a setting,
-# they would split the line of a generated file (main.cf, /etc/dms-settings) into two.
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def control_character(value: str) -> str | None:
+    """The first character of `value` that no line-based file may hold, or None: control
+    characters (C0, DEL, C1: every line separator str.splitlines knows but two), the Unicode
+    line and paragraph separators (those two), and lone surrogates (undecodable bytes). The
+    one rule for settings (a line of main.cf, /etc/dms-settings) and `setup`'s arguments
+    (a line of a config-folder file)."""
+    return next((c for c in value if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
+
 LATER = {"implemented": False}
 # LOG_LEVEL's values, quietest first: the `setup` CLI ranks its messages by this order.
 LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
@@ -313,9 +321,9 @@ def _parse(f: dataclasses.Field, raw: str) -> Any:
     if f.type in ("bool", "int") or meta["choices"] is not None:
         raw = raw.strip()       # free text keeps its spaces: SPAM_SUBJECT='***SPAM*** '
     what = shown(f.name, raw)
-    bad = CONTROL.search(raw)
-    if bad:
-        raise SettingsError(f"{what}: control character U+{ord(bad.group()):04X} (a line break?) is not "
+    bad = control_character(raw)
+    if bad is not None:
+        raise SettingsError(f"{what}: control character U+{ord(bad):04X} (a line break?) is not "
                             "allowed in a setting")
     if f.type == "bool":
         if raw.lower() in TRUE:

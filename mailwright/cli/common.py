@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import unicodedata
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from mailwright import configwrite
 from ops import configdir
-from ops.settings import CONFIG_DIRS, LOG_LEVELS, Settings, SettingsError, read_dms_settings
+from ops.settings import CONFIG_DIRS, LOG_LEVELS, Settings, SettingsError, control_character, read_dms_settings
 
 # The config-folder files the commands edit.
 ACCOUNTS = "postfix-accounts.cf"
@@ -159,9 +158,9 @@ def one_line(value: str, what: str, secret: bool = False) -> str:
     """The check for every value written into a line-based config file: no line
     separator that any reader splits on (str.splitlines: \\n \\r \\v \\f \\x1c-\\x1e
     \\x85 U+2028 U+2029) and no other control character. The error names the
-    value (escaped, never raw), or only `what` when the value is a secret."""
-    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
-    if bad is not None or len(value.splitlines()) > 1:
+    value (escaped, never raw), or only `what` when the value is a secret. The rule is
+    ops.settings.control_character, the same as for every setting."""
+    if control_character(value) is not None:
         if secret:
             raise CliError(f"The {what} must not contain a line break or a control character")
         raise CliError(f"{what[:1].upper()}{what[1:]} {ascii(value)} must not contain a line break "
