@@ -257,13 +257,21 @@ def build(lock_path: str | None = LOCK, use_cache: bool = True, keep_layer: str 
     return tag, iid
 
 
-def prune(keep: str):
-    """Bases of older inputs: nothing refers to them once the new one exists."""
+def prune(keep: str, spare: int = 6):
+    """Bases of older inputs, beyond the `spare` most recently made ones.
+
+    Several worktrees build at once on one engine, each with its own package lock:
+    removing every other base would pull one from under a build in progress."""
     r = subprocess.run([DOCKER, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", REPO],
                        capture_output=True, text=True)
-    for ref in r.stdout.split():
-        if ref != keep:
-            subprocess.run([DOCKER, "rmi", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    refs = [ref for ref in r.stdout.split() if ref != keep]
+    tagged = []
+    for ref in refs:
+        t = subprocess.run([DOCKER, "image", "inspect", "-f", "{{.Metadata.LastTagTime}}", ref],
+                           capture_output=True, text=True).stdout.strip()
+        tagged.append((t, ref))
+    for _, ref in sorted(tagged, reverse=True)[spare:]:
+        subprocess.run([DOCKER, "rmi", ref], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main(argv=None):
