@@ -9,7 +9,7 @@ import sys
 
 from mailwright.configwrite import LockTimeout, UnsafePath
 
-from . import alias, dkim, dovecot_master, email, misc, quota, relay
+from . import alias, dkim, dns, dovecot_master, email, misc, quota, relay
 from .common import CliError, Context, UsageExit
 
 USAGE = """SETUP(1)
@@ -20,7 +20,7 @@ NAME
 SYNOPSIS
     setup COMMAND [ help | ARGUMENTS... ]
 
-    COMMAND := { email | alias | quota | dovecot-master | config | relay | fail2ban | debug } SUBCOMMAND
+    COMMAND := { email | alias | quota | dovecot-master | config | relay | fail2ban | dns | debug } SUBCOMMAND
 
 DESCRIPTION
     This is the main administration command that you use for all your interactions with
@@ -69,6 +69,10 @@ DESCRIPTION
         setup fail2ban log
         setup fail2ban status
 
+    COMMAND dns :=
+        setup dns [ --zone | --table | --json ] [ --address <IP> ]... [ <DOMAIN>... ]
+        setup dns --check [ --resolver <IP[:PORT]> ] [ --json ] [ <DOMAIN>... ]
+
     COMMAND debug :=
         setup debug fetchmail
         setup debug getmail
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args[0] == "fail2ban":
         handler, rest = misc.fail2ban, args[1:]
+    elif args[0] == "dns":
+        handler, rest = dns.dns, args[1:]
     elif args[0] in COMMANDS and len(args) > 1 and args[1] in COMMANDS[args[0]]:
         handler, rest = COMMANDS[args[0]][args[1]], args[2:]
     else:
