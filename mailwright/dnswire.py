@@ -47,6 +47,21 @@ def system_resolver(path: str = "/etc/resolv.conf") -> str:
     return "127.0.0.1"
 
 
+def parse_server(value: str) -> tuple[str, int]:
+    """`IP`, `IPv4:PORT` or `[IPv6]:PORT` -> (address, port); ValueError otherwise."""
+    host, port = value, "53"
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    ipaddress.ip_address(host)
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, number
+
+
 def encode_name(name: str) -> bytes:
     out = b""
     for label in name.rstrip(".").split(".") if name.strip(".") else []:

@@ -18,6 +18,7 @@ never appear in a process list here. Standard library only.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -207,11 +208,136 @@ def docker_argv(o: Options, base: Path, interactive: bool) -> list[str]:
             image, "setup", *o.command]
 
 
+# --- check: runs here, talks to the server over the network ------------------------------------
+
+CHECK_USAGE = """CHECK(8)
+
+NAME
+    check - a live self-test of a running mailwright server, from outside it
+
+SYNOPSIS
+    ./setup.sh [ -c CONTAINER | --ssh TARGET ] check [ OPTIONS... ]
+
+OPTIONS
+    --address HOST      Where to connect (default: the container's address, or the SSH host).
+                        With --address alone (no -c/--ssh) also give --fqdn and --account.
+    --fqdn NAME         The server's name (default: what the server says).
+    --account U:P       Use this account instead of creating and removing a test account.
+    --cafile FILE       Also trust this CA (a private or test CA).
+    --resolver IP[:PORT]  The DNS resolver for the DNS and DKIM checks (default: the server's own
+                        for the DNS records, the system's for the DKIM key).
+    --no-dns            Leave out the DNS checks.
+    --wait SECONDS      How long a message may take to arrive (default 60).
+    --json              Machine-readable output.
+
+EXIT STATUS
+    0 every check passed; 1 warnings; 2 a failure (or the server could not be reached).
+"""
+
+
+def check_main(o: Options, base: Path) -> int:
+    from mailwright import selfcheck
+    opts = {"address": "", "fqdn": "", "account": "", "cafile": None, "resolver": None, "dns": True,
+            "wait": 60.0, "json": False}
+    args = o.command[1:]
+    while args:
+        a = args.pop(0)
+        if a in ("help", "-h", "--help"):
+            print(CHECK_USAGE, end="")
+            return 0
+        if a == "--json":
+            opts["json"] = True
+        elif a == "--no-dns":
+            opts["dns"] = False
+        elif a in ("--address", "--fqdn", "--account", "--cafile", "--resolver", "--wait") and args:
+            value = args.pop(0)
+            key = a[2:]
+            if key == "wait":
+                try:
+                    opts["wait"] = float(value)
+                except ValueError:
+                    raise HostError(f"--wait '{value}' is not a number of seconds")
+            elif key == "resolver":
+                from mailwright.dnswire import parse_server
+                try:
+                    opts["resolver"] = parse_server(value)
+                except ValueError:
+                    raise HostError(f"--resolver '{value}' is not IP, IPv4:PORT or [IPv6]:PORT")
+            else:
+                opts[key] = value
+        else:
+            raise HostError(f"check: unknown option '{a}'\n{CHECK_USAGE}")
+    account = None
+    if opts["account"]:
+        user, sep, password = opts["account"].partition(":")
+        if not sep or "@" not in user:
+            raise HostError("--account needs USER@DOMAIN:PASSWORD")
+        account = (user, password)
+
+    runner, address = None, opts["address"]
+    if o.ssh or o.container or not opts["address"]:
+        def runner(command: list[str], stdin: str) -> tuple[int, str, str]:
+            sub = Options(o.container, o.image, "", o.ssh, o.inventory, o.ssh_options, command)
+            argv = ssh_argv(sub, base, False) if o.ssh else docker_argv(sub, base, False)
+            if argv[1] == "run":
+                raise HostError("no running mailwright container: start one, or name it with -c, "
+                                "or check a remote server with --ssh/--address")
+            p = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=300)
+            return p.returncode, p.stdout, p.stderr
+        rc, out, err = runner(["check", "facts"], "")
+        try:
+            facts = json.loads(out)
+        except ValueError:
+            raise HostError(f"the server did not answer 'setup check facts' ({rc}): {err.strip()[-300:]}")
+        if not address:
+            address = ssh_host(o, base) if o.ssh else container_address(o)
+    else:
+        if not opts["fqdn"]:
+            raise HostError("check --address without -c/--ssh needs --fqdn (and --account for the mail round trip)")
+        facts = {"fqdn": opts["fqdn"], "domains": [opts["fqdn"].split(".", 1)[-1]],
+                 "listen": [25, 465, 587, 143, 993], "closed": [], "tls_level": "modern"}
+    if opts["fqdn"]:
+        facts["fqdn"] = opts["fqdn"]
+    if account:
+        facts["domains"] = [account[0].rsplit("@", 1)[1]] + [d for d in facts["domains"]
+                                                             if d != account[0].rsplit("@", 1)[1]]
+    target = selfcheck.Target(address, facts, runner, opts["cafile"], account, opts["wait"])
+    report = selfcheck.run(target, opts["resolver"], opts["dns"])
+    selfcheck.render(report, opts["json"], sys.stdout)
+    return report.exit_code
+
+
+def container_address(o: Options) -> str:
+    cri = docker()
+    name = o.container or running(cri)[1]
+    p = subprocess.run([cri, "inspect", "-f", "{{.HostConfig.NetworkMode}} "
+                        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name],
+                       capture_output=True, text=True)
+    words = p.stdout.split()
+    if p.returncode != 0 or not words:
+        raise HostError(f"cannot inspect container '{name}': {p.stderr.strip()}")
+    if words[0] == "host" or len(words) < 2:
+        return "127.0.0.1"
+    return words[1]
+
+
+def ssh_host(o: Options, base: Path) -> str:
+    argv = ssh_argv(Options(ssh=o.ssh, inventory=o.inventory, command=["true"]), base, False)
+    target = argv[argv.index("--") + 1]
+    return target.rsplit("@", 1)[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     base = Path(os.environ.get("MAILWRIGHT_SETUP_DIR") or os.getcwd())
     try:
         o = parse(argv)
+        if o.command[0] == "check":
+            try:
+                return check_main(o, base)
+            except HostError as e:
+                print(e, file=sys.stderr)
+                return 2
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
         command = ssh_argv(o, base, interactive) if o.ssh else docker_argv(o, base, interactive)
     except HostError as e:

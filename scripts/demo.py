@@ -14,6 +14,7 @@ where /proc shows it, the process (and container) holding it.
 from __future__ import annotations
 
 import imaplib
+import os
 import re
 import secrets
 import smtplib
@@ -186,6 +187,17 @@ class IMAP4_SSL_Named(imaplib.IMAP4_SSL):
         return self.ssl_context.wrap_socket(sock, server_hostname=FQDN)
 
 
+def self_check(ca: Path) -> None:
+    """The operator's `./setup.sh check` against the demo, as the last word of `make up`.
+    No DNS checks: example.test is not published anywhere."""
+    print(f"$ ./setup.sh -c {NAME} check --cafile {ca.relative_to(ROOT)} --no-dns", flush=True)
+    p = subprocess.run([sys.executable, "-m", "mailwright.hostsetup", "-c", NAME, "check", "--cafile", str(ca),
+                        "--no-dns"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                    "MAILWRIGHT_SETUP_DIR": str(ROOT)})
+    if p.returncode == 2:
+        sys.exit("mailwright check found a failure in the demo server (above)")
+
+
 def up() -> None:
     docker("rm", "-f", NAME, check=False)     # an earlier demo's ports are ours to take
     check_ports()
@@ -193,6 +205,7 @@ def up() -> None:
     start()
     prove(password)
     ca = DEMO / "config" / "ssl" / "demoCA" / "cacert.pem"
+    self_check(ca)
     print(f"""
 mailwright demo is up: {FQDN} (container {NAME}, data under {DEMO})
   account   {ACCOUNT}

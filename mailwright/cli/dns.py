@@ -96,20 +96,10 @@ def _options(args: list[str]) -> dict:
 
 
 def _resolver(value: str) -> tuple[str, int]:
-    host, port = value, "53"
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.removeprefix(":") or "53"
-    elif value.count(":") == 1:
-        host, port = value.split(":")
     try:
-        ipaddress.ip_address(host)
-        number = int(port)
+        return dnswire.parse_server(value)
     except ValueError:
         raise CliError(f"--resolver '{value}' is not an IP address (IP, IPv4:PORT or [IPv6]:PORT)")
-    if not 0 < number < 65536:
-        raise CliError(f"--resolver '{value}': port out of range")
-    return host, number
 
 
 def _zone(ctx: Context, opts: dict) -> dnsrecords.Zone:

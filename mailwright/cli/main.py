@@ -9,7 +9,7 @@ import sys
 
 from mailwright.configwrite import LockTimeout, UnsafePath
 
-from . import alias, dkim, dns, dovecot_master, email, misc, quota, relay
+from . import alias, check, dkim, dns, dovecot_master, email, misc, quota, relay
 from .common import CliError, Context, UsageExit
 
 USAGE = """SETUP(1)
@@ -73,6 +73,9 @@ DESCRIPTION
         setup dns [ --zone | --table | --json ] [ --address <IP> ]... [ <DOMAIN>... ]
         setup dns --check [ --resolver <IP[:PORT]> ] [ --json ] [ <DOMAIN>... ]
 
+    COMMAND check :=            (on the operator's side: ./setup.sh check help)
+        ./setup.sh [ -c <CONTAINER> | --ssh <HOST> ] check [ --address <HOST> ] [ --json ] ...
+
     COMMAND debug :=
         setup debug fetchmail
         setup debug getmail
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         handler, rest = misc.fail2ban, args[1:]
     elif args[0] == "dns":
         handler, rest = dns.dns, args[1:]
+    elif args[0] == "check":
+        handler, rest = check.check, args[1:]
     elif args[0] in COMMANDS and len(args) > 1 and args[1] in COMMANDS[args[0]]:
         handler, rest = COMMANDS[args[0]][args[1]], args[2:]
     else:
