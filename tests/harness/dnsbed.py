@@ -142,6 +142,47 @@ def txt_rdata(text: str | bytes) -> str:
     return " ".join(quote(c) for c in chunks)
 
 
+def txt_strings(presentation: str) -> list[bytes]:
+    """The character-strings of a TXT value in presentation form (`"a" "b\\"c"`), unescaped."""
+    out: list[bytes] = []
+    i, n = 0, len(presentation)
+    while i < n:
+        if presentation[i].isspace():
+            i += 1
+            continue
+        if presentation[i] != '"':
+            raise BedError(f"TXT value not quoted at {i}: {presentation!r}")
+        i += 1
+        buf = bytearray()
+        while i < n and presentation[i] != '"':
+            ch = presentation[i]
+            if ch == "\\":
+                if presentation[i + 1:i + 4].isdigit() and len(presentation[i + 1:i + 4]) == 3:
+                    buf.append(int(presentation[i + 1:i + 4]))
+                    i += 4
+                    continue
+                ch = presentation[i + 1]
+                i += 1
+            buf += ch.encode()
+            i += 1
+        if i >= n:
+            raise BedError(f"unterminated TXT string: {presentation!r}")
+        out.append(bytes(buf))
+        i += 1
+    return out
+
+
+def bind_txt_value(zone_text: str) -> str:
+    """The TXT value of a BIND-format record file such as opendkim-genkey's `<selector>.txt`
+    (`mail._domainkey IN TXT ( "v=DKIM1; h=sha256; k=rsa; " "p=MIIB..." )  ; comment`): its
+    strings joined, ready for `bed.dns.txt(name, value)`."""
+    body = zone_text[zone_text.index("(") + 1:zone_text.rindex(")")] if "(" in zone_text else zone_text
+    start = body.find('"')
+    if start < 0:
+        raise BedError("no quoted TXT string in the record file")
+    return b"".join(txt_strings(body[start:body.rindex('"') + 1])).decode()
+
+
 def rdata(rtype: str, value) -> str:
     """The presentation form of one value: MX takes (preference, host) or "10 host"."""
     rtype = rtype.upper()
