@@ -29,15 +29,34 @@ log = logging.getLogger("mailwright.prepare")
 STATE = Path("/var/mail-state")
 
 
-def consolidate_state(s: Settings) -> None:
+def state_name(path: str | Path) -> str:
+    """docker-mailserver's name for a state folder: the path under /var (or under / for
+    anything else), '/' -> '-': /var/lib/postfix -> lib-postfix, /etc/postsrsd.secret ->
+    etc-postsrsd.secret. A volume from docker-mailserver is then found as it is."""
+    p = Path(path)
+    rel = p.relative_to("/var") if p.is_relative_to("/var") else p.relative_to("/")
+    return str(rel).replace("/", "-")
+
+
+def consolidate_state(s: Settings, root: Path = STATE, folders: list[str] | None = None) -> None:
     """Keep the enabled daemons' state (their descriptors' `state`) in /var/mail-state when it is
     mounted; persisted data wins."""
-    if not STATE.is_dir():
+    if not root.is_dir():
         return
-    from ops import daemons
-    for src in map(Path, daemons.state_folders(s)):
-        dest = STATE / str(src).strip("/").replace("/", "-")
+    if folders is None:
+        from ops import daemons
+        folders = daemons.state_folders(s)
+    for src in map(Path, folders):
+        dest = root / state_name(src)
+        # mailwright before 2026-11-29 named the folders after the whole path (var-lib-postfix).
+        legacy = root / str(src).strip("/").replace("/", "-")
+        if legacy != dest and legacy.exists() and not dest.exists() and not legacy.is_symlink():
+            legacy.rename(dest)
+            log.info("renamed %s to docker-mailserver's name %s", legacy, dest)
         if src.is_symlink():
+            if os.readlink(src) != str(dest):
+                src.unlink()
+                src.symlink_to(dest)
             continue
         if dest.exists():
             shutil.rmtree(src, ignore_errors=True)
