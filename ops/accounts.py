@@ -203,3 +203,33 @@ def for_settings(s: Settings, cfg: ConfigDir) -> FileAccounts | LdapAccounts:
 def ldap_paths() -> list[str]:
     """Every file the LDAP provider may write (removed again under FILE)."""
     return [f"/etc/postfix/ldap-{kind}.cf" for kind in LDAP_MAPS]
+
+
+def unreachable(s: Settings, timeout: float = 3.0) -> list[str]:
+    """At start: one line per directory URI that does not accept a connection (nothing when all
+    do, or without LDAP). Postfix and Dovecot start anyway and ask again at every lookup; this
+    only says clearly why mail to the directory's accounts waits and their logins fail."""
+    import socket
+    from pathlib import Path
+    from urllib.parse import unquote, urlsplit
+
+    if s.ACCOUNT_PROVISIONER != "LDAP":
+        return []
+    uris = dict.fromkeys((s.LDAP_SERVER_HOST + " " + (s.DOVECOT_URIS or "")).replace(",", " ").split())
+    problems = []
+    for uri in uris:
+        scheme, _, rest = uri.partition("://")
+        try:
+            if scheme == "ldapi":
+                path = unquote(rest.split("/", 1)[0]) or "/var/run/slapd/ldapi"
+                if not Path(path).exists():
+                    raise OSError(f"no socket {path}")
+                continue
+            parts = urlsplit(uri)
+            port = parts.port or (636 if scheme == "ldaps" else 389)
+            with socket.create_connection((parts.hostname or "localhost", port), timeout=timeout):
+                pass
+        except (OSError, ValueError) as e:
+            problems.append(f"the LDAP directory {uri} does not answer ({getattr(e, 'strerror', None) or e}): "
+                            "mail to its accounts waits in the queue (4xx) and their logins fail until it does")
+    return problems

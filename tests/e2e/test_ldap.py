@@ -227,5 +227,7 @@ def test_the_server_starts_with_the_directory_down(server, directory):
     try:
         server.restart()                                  # the ready line, not a crash loop
         c.wait_for_ports([25, 993])
+        assert f"the LDAP directory ldap://127.0.0.1:{ldap.PORT} does not answer" in server.logs()
+        assert ldap.ADMIN_PW not in server.logs() and ldap.ADMIN_PW not in server.mail_log()
     finally:
         directory.start()

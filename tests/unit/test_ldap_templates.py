@@ -180,7 +180,9 @@ def test_dovecot_ldap_falls_back_to_the_ldap_settings_and_dms_defaults(tmp_path)
     assert got["default_pass_scheme"] == "SSHA"
     assert got["ldap_version"] == "3"
     assert got["pass_filter"] == got["user_filter"] == "(&(objectClass=PostfixBookMailAccount)(uniqueIdentifier=%n))"
-    assert got["pass_attrs"] == "uniqueIdentifier=user,userPassword=password"
+    # Not docker-mailserver's uniqueIdentifier=user: the SASL login Postfix sees must be the
+    # address the sender maps return, or SPOOF_PROTECTION refuses a user her own address.
+    assert got["pass_attrs"] == "mail=user,userPassword=password"
     assert got["user_attrs"] == "mailHomeDirectory=home,mailUidNumber=uid,mailGidNumber=gid,mailStorageDirectory=mail"
 
 
@@ -255,3 +257,23 @@ def test_the_readme_example_renders_its_filters(tmp_path):
     dove = keys(files["/etc/dovecot/dovecot-ldap.conf.ext"].content)
     assert dove["uris"] == "ldap://ldap" and dove["dnpass"] == "admin"
     assert "quota" not in main_cf(files).get("smtpd_recipient_restrictions", "")
+
+
+# --- a directory that does not answer at start -----------------------------------------------------
+
+def test_an_unreachable_directory_is_reported_by_uri_and_a_listening_one_is_not():
+    import socket
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = listening.getsockname()[1]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            down = closed.getsockname()[1]          # bound, never listening: connection refused
+            s = load(ACCOUNT_PROVISIONER="LDAP", LDAP_SERVER_HOST=f"ldap://127.0.0.1:{up}",
+                     DOVECOT_URIS=f"ldap://127.0.0.1:{down}", LDAP_BIND_PW="hunter2")
+            problems = accounts.unreachable(s, timeout=2)
+    assert len(problems) == 1, problems
+    assert f"ldap://127.0.0.1:{down}" in problems[0] and "waits in the queue" in problems[0]
+    assert "hunter2" not in problems[0]
+    assert accounts.unreachable(load()) == []
