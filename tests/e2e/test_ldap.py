@@ -1,10 +1,12 @@
 """LDAP accounts against a real OpenLDAP (issue 11): Debian's slapd in its own container.
 
-One directory and one mail server for the module. The server runs docker-mailserver's README
+One directory for the module; the mail server on two targets, one after the other: the image,
+then a VPS (systemd, deployed over SSH; the restart and outage cases run on the image only).
+The server runs docker-mailserver's README
 LDAP example as it is written (ENABLE_LDAP=1, the LDAP_QUERY_FILTER_* and DOVECOT_*_FILTER
 values; LDAP_SERVER_HOST is the bare `host:port` form that README uses, pointed at this
 slapd) plus StartTLS to the directory (LDAP_START_TLS, DOVECOT_TLS) verified against the
-test CA, and SPOOF_PROTECTION. The directory holds the PostfixBook schema and a seed
+test CA (on the image; the VPS asks over plain LDAP on loopback), and SPOOF_PROTECTION. The directory holds the PostfixBook schema and a seed
 written here: accounts with an alias and a group, and a PostfixBookMailForward.
 
 Every wait is a bounded poll for an observable result, never a timed assertion.
@@ -22,15 +24,18 @@ import pytest
 
 from harness import clients as c
 from harness import ldap
+from harness import scenario as sc
 from harness.configdir import MailConfig
 from harness.mailserver import MailContainer, Volumes
+from harness.targets import VpsTarget
+from harness.vps import Vps
 
 pytestmark = pytest.mark.docker
 
 DOMAIN = "example.test"
 ALICE, ALICE_PW = f"alice@{DOMAIN}", "alice-Secret!1"
 BOB, BOB_PW = f"bob@{DOMAIN}", "bob-Secret!2"
-CAROL, CAROL_PW = f"carol@{DOMAIN}", "carol-Secret!3"
+CAROL_PW = "carol-Secret!3"
 INFO = f"info@{DOMAIN}"            # alice's mailAlias
 TEAM = f"team@{DOMAIN}"            # alice's and bob's mailGroupMember
 FWD = f"forward@{DOMAIN}"          # a PostfixBookMailForward to bob
@@ -53,6 +58,7 @@ README_ENV = {
     "DOVECOT_USER_FILTER": "(&(objectClass=PostfixBookMailAccount)(uniqueIdentifier=%n))",
 }
 ENV = {**README_ENV, "LDAP_START_TLS": "yes", "DOVECOT_TLS": "yes", "SPOOF_PROTECTION": "1"}
+VPS_ENV = {**README_ENV, "SPOOF_PROTECTION": "1"}
 
 
 def poll(predicate, what: str, diagnostics, timeout: float = 60, every: float = 1.0):
@@ -97,21 +103,41 @@ def directory(base_image, tls, tmp_path_factory):
         slapd.remove()
 
 
-@pytest.fixture(scope="module")
-def server(image, tls, directory, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ldap-mail")
-    cfg = MailConfig(root / "config")
-    cfg.write()
-    tls.write(cfg.path / "ssl")
-    ca = root / "ca.pem"
-    ca.write_bytes(tls.ca_pem())
-    box = LdapMail(image, Volumes.under(root, cfg.path), env=dict(ENV), ca_file=ca)
+@pytest.fixture(scope="module", params=["image", "vps"])
+def server(request, tls, directory, tmp_path_factory):
+    if request.param == "image":
+        image = request.getfixturevalue("image")
+        root = tmp_path_factory.mktemp("ldap-mail")
+        cfg = MailConfig(root / "config")
+        cfg.write()
+        tls.write(cfg.path / "ssl")
+        ca = root / "ca.pem"
+        ca.write_bytes(tls.ca_pem())
+        box = LdapMail(image, Volumes.under(root, cfg.path), env=dict(ENV), ca_file=ca)
+        try:
+            box.start()
+            c.wait_for_ports([25, 465, 587, 993])
+            yield box
+        finally:
+            box.remove()
+        return
+    request.getfixturevalue("deploy_py")
+    vps_image = request.getfixturevalue("vps_image")
+    root = tmp_path_factory.mktemp("ldap-vps")
+    machine = Vps(image=vps_image, workdir=root / "vps")
+    target = VpsTarget(scenario=sc.build(root / "config", tls), tls=tls, workdir=root, vps=machine,
+                       settings=dict(VPS_ENV))
     try:
-        box.start()
-        c.wait_for_ports([25, 465, 587, 993])
-        yield box
+        machine.start()
+        target.start()
+        yield target
     finally:
-        box.remove()
+        target.teardown()
+
+
+def image_only(server) -> None:
+    if isinstance(server, VpsTarget):
+        pytest.skip("the image target covers this case (a VPS restart is a reboot)")
 
 
 def deliver(server, rcpt: str, tok: str, sender: str = f"someone@{DOMAIN}") -> None:
@@ -127,7 +153,6 @@ def test_an_ldap_user_receives_mail_and_reads_it_over_imap(server, tls):
     deliver(server, ALICE, tok)
     body = c.wait_for_message(ALICE, ALICE_PW, tok, context=tls.client_context(), timeout=60)
     assert tok.encode() in body
-    # Postfix asked the directory over StartTLS, verified against the test CA.
     assert "ldap-users.cf" in server.exec("postconf", "-h", "virtual_mailbox_maps").stdout
 
 
@@ -193,13 +218,16 @@ def test_spoof_protection_lets_a_user_send_as_her_address_alias_and_group_only(s
 
 
 def test_a_user_added_to_the_running_directory_receives_mail_and_logs_in_at_once(server, directory, tls):
-    directory.add(ldap.entry("carol", CAROL, CAROL_PW))
+    uid = c.token("carol")                                # one per target: the directory is shared
+    address = f"{uid}@{DOMAIN}"
+    directory.add(ldap.entry(uid, address, CAROL_PW))
     tok = c.token("ldap-new")
-    deliver(server, CAROL, tok)                           # no restart, no poll: the next lookup finds her
-    c.wait_for_message(CAROL, CAROL_PW, tok, context=tls.client_context(), timeout=60)
+    deliver(server, address, tok)                         # no restart, no poll: the next lookup finds her
+    c.wait_for_message(address, CAROL_PW, tok, context=tls.client_context(), timeout=60)
 
 
 def test_mail_waits_while_the_directory_is_down_and_is_delivered_when_it_is_back(server, directory, tls):
+    image_only(server)
     tok_smtp, tok_local = c.token("ldap-down-smtp"), c.token("ldap-down-local")
     directory.stop()
     try:
@@ -223,6 +251,7 @@ def test_mail_waits_while_the_directory_is_down_and_is_delivered_when_it_is_back
 
 
 def test_the_server_starts_with_the_directory_down(server, directory):
+    image_only(server)
     directory.stop()
     try:
         server.restart()                                  # the ready line, not a crash loop
