@@ -23,8 +23,8 @@ from pathlib import Path
 from . import FORBIDDEN_PORT
 from . import dockercli as d
 
-SHARED_SCHEMA = Path("/work/shared/data/ldap/postfix-book.ldif")
-HERE_SCHEMA = Path(__file__).with_name("postfix-book.ldif")
+# The PostfixBook schema (cn=config form, as docker-mailserver's LDAP tests load it).
+SCHEMA = Path(__file__).with_name("ldap-postfix-book.ldif")
 
 PORT = 3389
 assert PORT != FORBIDDEN_PORT
@@ -103,13 +103,6 @@ ENTRYPOINT = textwrap.dedent(f"""\
 """)
 
 
-def schema_text() -> str:
-    for path in (SHARED_SCHEMA, HERE_SCHEMA):
-        if path.exists():
-            return path.read_text()
-    raise FileNotFoundError(f"the PostfixBook schema is in neither {SHARED_SCHEMA} nor {HERE_SCHEMA}")
-
-
 def build_image(base: str, workdir: Path) -> str:
     """The slapd test image, tagged by the hash of its Dockerfile (built once per base)."""
     dockerfile = DOCKERFILE.format(base=base)
@@ -177,7 +170,7 @@ class Directory:
         seed.mkdir(parents=True, exist_ok=True)
         (seed / "cert.pem").write_bytes(self.cert_pem)
         (seed / "key.pem").write_bytes(self.key_pem)
-        (seed / "postfix-book.ldif").write_text(schema_text())
+        (seed / "postfix-book.ldif").write_text(SCHEMA.read_text())
         (seed / "config.ldif").write_text(CONFIG_LDIF.format(suffix=SUFFIX, admin=ADMIN_DN, password=ADMIN_PW))
         (seed / "data.ldif").write_text("\n".join([base_entries()] + self.seed))
         (seed / "entrypoint.sh").write_text(ENTRYPOINT)
