@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             from mailwright import prepare
             prepare.container(settings)
         files = plan.files(settings)
+        if args.from_env and not args.check:
+            from ops import accounts
+            for line in accounts.unreachable(settings):      # the server starts anyway: lookups retry
+                print(f"WARNING mailwright: {line}", file=sys.stderr)
     except (SettingsError, OSError) as e:
         print(f"ERROR mailwright: {e}", file=sys.stderr)
         return 2

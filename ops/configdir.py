@@ -52,7 +52,8 @@ HASH = re.compile(r"\A\{[A-Z0-9.-]+\}\S+\Z")
 # Config-folder files holding password hashes, credentials or private keys: 0600
 # wherever they are written (the `setup` CLI, a VPS deploy's seed), whatever
 # mode they had. Paths relative to the config folder.
-SECRET_FILES = ("postfix-accounts.cf", "dovecot-masters.cf", "postfix-sasl-password.cf")
+SECRET_FILES = ("postfix-accounts.cf", "dovecot-masters.cf", "postfix-sasl-password.cf",
+                "ldap-users.cf", "ldap-groups.cf", "ldap-aliases.cf", "ldap-domains.cf")   # bind_pw
 SECRET_DIRS = ("opendkim/keys",)     # everything below these
 
 
@@ -116,6 +117,7 @@ class ConfigDir:
     dovecot_cf: str = ""
     user_sieve: dict[str, str] = field(default_factory=dict)                # address -> script
     global_sieve: dict[str, str] = field(default_factory=dict)              # before/after -> script
+    ldap_maps: dict[str, str] = field(default_factory=dict)                 # users/groups/aliases/domains -> ldap-*.cf
     user_patches: bool = False
     problems: list[Problem] = field(default_factory=list)
 
@@ -394,6 +396,9 @@ SOURCES = (
     Source("postfix-receive-access.cf", _each_line(_access), "receive_access"),
     Source("postfix-relaymap.cf", _each_line(_relaymap), "relaymap"),
     Source("postfix-sasl-password.cf", _each_line(_relay_auth), "relay_auth"),
+    # docker-mailserver's replacements of the generated Postfix LDAP maps (ops/accounts.py).
+    *(Source(f"ldap-{kind}.cf", _text, "ldap_maps", key=kind, verbatim=True)
+      for kind in ("users", "groups", "aliases", "domains")),
 )
 
 # Files whose content feeds the generated configuration; the change poller

@@ -104,7 +104,8 @@ class Settings:
     ENABLE_IMAP: bool = opt(True, "IMAP on 143 (STARTTLS) and 993 (implicit TLS)")
     ENABLE_POP3: bool = opt(False, "POP3 on 110 (STARTTLS) and 995 (implicit TLS)")
     ENABLE_MANAGESIEVE: bool = opt(False, "ManageSieve on 4190")
-    ENABLE_QUOTAS: bool = opt(True, "Dovecot quotas and Postfix's quota-status check (552 when full)")
+    ENABLE_QUOTAS: bool = opt(True, "Dovecot quotas and Postfix's quota-status check (552 when full); "
+                              "off with ACCOUNT_PROVISIONER=LDAP unless set")
     DOVECOT_MAILBOX_FORMAT: str = opt("maildir", "mailbox storage format", choices=("maildir", "sdbox", "mdbox"))
     DOVECOT_INET_PROTOCOLS: str = opt("all", "address families Dovecot listens on", choices=("all", "ipv4", "ipv6"))
     POSTFIX_INET_PROTOCOLS: str = opt("all", "Postfix inet_protocols", choices=("all", "ipv4", "ipv6"))
@@ -202,28 +203,28 @@ class Settings:
     LOGROTATE_COUNT: int = opt(4, "rotated mail.log files kept", minimum=0)
 
     # --- LDAP ------------------------------------------------------------------------------
-    LDAP_SERVER_HOST: str = opt("", "LDAP URI (ldap://, ldaps:// or ldapi://)", **LATER)
-    LDAP_SEARCH_BASE: str = opt("", "LDAP search base", **LATER)
-    LDAP_BIND_DN: str = opt("", "LDAP bind DN", **LATER)
-    LDAP_BIND_PW: str = opt("", "LDAP bind password", secret=True, **LATER)
-    LDAP_START_TLS: str = opt("no", "StartTLS to the LDAP server", choices=("yes", "no"), **LATER)
-    LDAP_QUERY_FILTER_USER: str = opt("", "LDAP filter for users", **LATER)
-    LDAP_QUERY_FILTER_GROUP: str = opt("", "LDAP filter for groups", **LATER)
-    LDAP_QUERY_FILTER_ALIAS: str = opt("", "LDAP filter for aliases", **LATER)
-    LDAP_QUERY_FILTER_DOMAIN: str = opt("", "LDAP filter for domains", **LATER)
-    LDAP_QUERY_FILTER_SENDERS: str = opt("", "LDAP filter for allowed senders", **LATER)
-    DOVECOT_URIS: str = opt("", "Dovecot LDAP URIs; empty: LDAP_SERVER_HOST", **LATER)
-    DOVECOT_BASE: str = opt("", "Dovecot LDAP base; empty: LDAP_SEARCH_BASE", **LATER)
-    DOVECOT_DN: str = opt("", "Dovecot LDAP bind DN; empty: LDAP_BIND_DN", **LATER)
-    DOVECOT_DNPASS: str = opt("", "Dovecot LDAP bind password; empty: LDAP_BIND_PW", secret=True, **LATER)
-    DOVECOT_TLS: str = opt("no", "Dovecot LDAP StartTLS", choices=("yes", "no"), **LATER)
-    DOVECOT_USER_FILTER: str = opt("", "Dovecot LDAP user filter", **LATER)
-    DOVECOT_PASS_FILTER: str = opt("", "Dovecot LDAP password filter; empty: DOVECOT_USER_FILTER", **LATER)
-    DOVECOT_USER_ATTRS: str = opt("", "Dovecot LDAP user attribute map", **LATER)
-    DOVECOT_PASS_ATTRS: str = opt("", "Dovecot LDAP password attribute map", **LATER)
-    DOVECOT_AUTH_BIND: str = opt("no", "Dovecot LDAP auth binds", choices=("yes", "no"), **LATER)
-    DOVECOT_LDAP_VERSION: int = opt(3, "LDAP protocol version", **LATER)
-    DOVECOT_DEFAULT_PASS_SCHEME: str = opt("SSHA", "default password scheme of LDAP entries", **LATER)
+    LDAP_SERVER_HOST: str = opt("", "LDAP URI(s) (ldap://, ldaps:// or ldapi://), space separated")
+    LDAP_SEARCH_BASE: str = opt("", "LDAP search base")
+    LDAP_BIND_DN: str = opt("", "LDAP bind DN")
+    LDAP_BIND_PW: str = opt("", "LDAP bind password", secret=True)
+    LDAP_START_TLS: str = opt("no", "StartTLS to the LDAP server", choices=("yes", "no"))
+    LDAP_QUERY_FILTER_USER: str = opt("", "LDAP filter for users")
+    LDAP_QUERY_FILTER_GROUP: str = opt("", "LDAP filter for groups")
+    LDAP_QUERY_FILTER_ALIAS: str = opt("", "LDAP filter for aliases")
+    LDAP_QUERY_FILTER_DOMAIN: str = opt("", "LDAP filter for domains")
+    LDAP_QUERY_FILTER_SENDERS: str = opt("", "LDAP filter for allowed senders")
+    DOVECOT_URIS: str = opt("", "Dovecot LDAP URIs; empty: LDAP_SERVER_HOST")
+    DOVECOT_BASE: str = opt("", "Dovecot LDAP base; empty: LDAP_SEARCH_BASE")
+    DOVECOT_DN: str = opt("", "Dovecot LDAP bind DN; empty: LDAP_BIND_DN")
+    DOVECOT_DNPASS: str = opt("", "Dovecot LDAP bind password; empty: LDAP_BIND_PW", secret=True)
+    DOVECOT_TLS: str = opt("no", "Dovecot LDAP StartTLS", choices=("yes", "no"))
+    DOVECOT_USER_FILTER: str = opt("", "Dovecot LDAP user filter")
+    DOVECOT_PASS_FILTER: str = opt("", "Dovecot LDAP password filter; empty: DOVECOT_USER_FILTER")
+    DOVECOT_USER_ATTRS: str = opt("", "Dovecot LDAP user attribute map")
+    DOVECOT_PASS_ATTRS: str = opt("", "Dovecot LDAP password attribute map")
+    DOVECOT_AUTH_BIND: str = opt("no", "Dovecot LDAP auth binds", choices=("yes", "no"))
+    DOVECOT_LDAP_VERSION: int = opt(3, "LDAP protocol version")
+    DOVECOT_DEFAULT_PASS_SCHEME: str = opt("SSHA", "default password scheme of LDAP entries")
 
     # --- SASLauthd / OAuth2 / SRS --------------------------------------------------------------
     ENABLE_SASLAUTHD: bool = opt(False, "SMTP AUTH through saslauthd", **LATER)
@@ -400,6 +401,13 @@ def _apply_legacy(raw: dict[str, str]) -> dict[str, str]:
         out["LOG_LEVEL"] = "debug"
     if raw.get("ENABLE_LDAP", "0") == "1" and "ACCOUNT_PROVISIONER" not in raw:
         out["ACCOUNT_PROVISIONER"] = "LDAP"
+        # docker-mailserver v10 (ENABLE_LDAP's era) took a bare host name (its README's
+        # `LDAP_SERVER_HOST=ldap`): that one form still means ldap://<host>.
+        host = raw.get("LDAP_SERVER_HOST", "")
+        if host and re.fullmatch(rf"{_HOST}(:[0-9]{{1,5}})?", host):
+            log.warning("LDAP_SERVER_HOST=%r has no ldap://, ldaps:// or ldapi://: using ldap://%s "
+                        "(ENABLE_LDAP=1's form; write the URI)", host, host)
+            out["LDAP_SERVER_HOST"] = f"ldap://{host}"
     if "SA_SPAM_SUBJECT" in raw and "SPAM_SUBJECT" not in raw:
         out["SPAM_SUBJECT"] = "" if raw["SA_SPAM_SUBJECT"] == "undef" else raw["SA_SPAM_SUBJECT"]
     for name in LEGACY:
@@ -437,6 +445,9 @@ def load(*, env_file: str | Path | None = None, host_data: Mapping[str, Any] | N
         raw["LOG_LEVEL"] = "info"
     if raw.get("ACCOUNT_PROVISIONER") == "OIDC":
         raise SettingsError("ACCOUNT_PROVISIONER=OIDC is not yet implemented; use FILE or LDAP")
+
+    if raw.get("ACCOUNT_PROVISIONER") == "LDAP" and "ENABLE_QUOTAS" not in raw:
+        raw["ENABLE_QUOTAS"] = "0"      # docker-mailserver: no quotas with LDAP unless asked for
 
     values: dict[str, Any] = {}
     for f in fields(Settings):
@@ -483,10 +494,27 @@ def validate(s: Settings) -> None:
     if s.RELAY_USER and not (s.DEFAULT_RELAY_HOST or s.RELAY_HOST):
         raise SettingsError("RELAY_USER/RELAY_PASSWORD are the credentials of DEFAULT_RELAY_HOST or RELAY_HOST; "
                             "neither is set")
+    if s.ACCOUNT_PROVISIONER == "LDAP":
+        validate_ldap(s)
     if s.POSTFIX_MAILBOX_SIZE_LIMIT and s.POSTFIX_MAILBOX_SIZE_LIMIT < s.POSTFIX_MESSAGE_SIZE_LIMIT:
         raise SettingsError(
             f"POSTFIX_MAILBOX_SIZE_LIMIT={s.POSTFIX_MAILBOX_SIZE_LIMIT} is smaller than "
             f"POSTFIX_MESSAGE_SIZE_LIMIT={s.POSTFIX_MESSAGE_SIZE_LIMIT}; Postfix refuses to start like that")
+
+
+LDAP_URI = re.compile(r"^(ldap|ldaps|ldapi)://[^\s]*$")
+
+
+def validate_ldap(s: Settings) -> None:
+    """ACCOUNT_PROVISIONER=LDAP: the directory's URIs (Postfix's server_host, Dovecot's uris)."""
+    for name in ("LDAP_SERVER_HOST", "DOVECOT_URIS"):
+        value = getattr(s, name)
+        if name == "LDAP_SERVER_HOST" and not value:
+            raise SettingsError("ACCOUNT_PROVISIONER=LDAP needs LDAP_SERVER_HOST (e.g. ldap://ldap.example.com)")
+        for uri in value.replace(",", " ").split():
+            if not LDAP_URI.match(uri) or uri.split("://", 1)[0] != "ldapi" and not uri.split("://", 1)[1]:
+                raise SettingsError(f"{name}={value!r}: {uri!r} is not an LDAP URI; it must start with "
+                                    "ldap://, ldaps:// or ldapi:// (e.g. ldap://ldap.example.com)")
 
 
 def read_dms_settings(path: str | Path = "/etc/dms-settings") -> Settings:

@@ -9,6 +9,7 @@ from ops import configdir
 
 from .common import ACCOUNTS, VIRTUAL, CliError, Context, UsageExit, at_most, normalise, one_line, require, \
     require_content, usage_text
+from .email import refuse_with_ldap
 
 ALIAS_ADD_USAGE = usage_text("alias add <MAIL ALIAS> <RECIPIENT>", """
 Add a recipient to an alias (the alias is created when it does not exist).
@@ -66,6 +67,7 @@ def _check_add(ctx: Context, alias: str, recipients: list[str]) -> None:
 
 def alias_add(ctx: Context, args: list[str]) -> int:
     ctx.program = "addalias"
+    refuse_with_ldap(ctx, args, "add")
     require(args, 2, ALIAS_ADD_USAGE)
     at_most(args, 2, ALIAS_ADD_USAGE)
     if not args[0]:
@@ -81,6 +83,7 @@ def alias_add(ctx: Context, args: list[str]) -> int:
 
 def alias_del(ctx: Context, args: list[str]) -> int:
     ctx.program = "delalias"
+    refuse_with_ldap(ctx, args, "remove")
     require(args, 2, ALIAS_DEL_USAGE)
     at_most(args, 2, ALIAS_DEL_USAGE)
     alias = _alias_key(ctx, args[0])

@@ -81,9 +81,19 @@ def _replace_account(ctx: Context, address: str, hashed: str) -> None:
     cw.rewrite(ctx.file(ACCOUNTS), edit)
 
 
+def refuse_with_ldap(ctx: Context, args: list[str], what: str) -> None:
+    """ACCOUNT_PROVISIONER=LDAP: accounts and aliases live in the directory, not in the config
+    folder; a command that would edit the folder stops (exit 1) instead of writing a file no
+    one reads. `help` still answers."""
+    if ctx.settings.ACCOUNT_PROVISIONER == "LDAP" and args[:1] != ["help"]:
+        raise CliError(f"ACCOUNT_PROVISIONER=LDAP: accounts and aliases live in the LDAP directory; "
+                       f"{what} them there (this command only edits the config folder's files)")
+
+
 def _set_password(ctx: Context, args: list[str], program: str, usage: str, check) -> int:
     """email add / update: validate, prompt outside the lock, re-check and write under it."""
     ctx.program = program
+    refuse_with_ldap(ctx, args, "add and change")
     require(args, 1, usage)
     at_most(args, 2, usage)
     address = expect_address(ctx, args[0], usage)
@@ -171,6 +181,7 @@ def _mail_paths(ctx: Context, address: str) -> tuple[Path, Path, Path]:
 
 def email_del(ctx: Context, args: list[str]) -> int:
     ctx.program = "delmailuser"
+    refuse_with_ldap(ctx, args, "remove")
     delete_data = None
     rest = list(args)
     while rest and rest[0].startswith("-") and rest[0] != "-":
@@ -319,7 +330,9 @@ def email_list(ctx: Context, args: list[str]) -> int:
     if args and args[0] == "help":
         raise UsageExit(LIST_USAGE, 0)
     if ctx.settings.ACCOUNT_PROVISIONER != "FILE":
-        raise CliError("This command is only compatible with 'ACCOUNT_PROVISIONER=FILE'")
+        raise CliError("This command is only compatible with 'ACCOUNT_PROVISIONER=FILE': with "
+                       f"ACCOUNT_PROVISIONER={ctx.settings.ACCOUNT_PROVISIONER} the accounts live in the "
+                       "directory; list them there (e.g. ldapsearch)")
     require_content(ctx.file(ACCOUNTS))
     cfg = ctx.config()
     out = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ops import accounts as accountsmod
 from ops.configdir import ConfigDir
 from ops.render import ConfigFile, rendered
 from ops.settings import Settings
@@ -16,12 +17,14 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls) -> list[ConfigFile]:
     protocols += ["lmtp"] + (["sieve"] if s.ENABLE_MANAGESIEVE else [])
     sieve = {which: f"{SIEVE_DIR}/{which}.sieve" if which in cfg.global_sieve else ""
              for which in ("before", "after")}
+    accounts = accountsmod.for_settings(s, cfg)
     ctx = dict(s=s, cfg=cfg, tls=tls, protocols=protocols, ciphers=CIPHERS[s.TLS_LEVEL],
-               sieve_before=sieve["before"], sieve_after=sieve["after"], has_masters=bool(cfg.masters))
+               sieve_before=sieve["before"], sieve_after=sieve["after"], has_masters=bool(cfg.masters),
+               ldap=accounts.kind == "LDAP")
     out = [
         rendered("/etc/dovecot/dovecot.conf", ctx),
-        # Dovecot re-reads a changed passwd-file by itself: no reload for account changes.
-        rendered("/etc/dovecot/userdb", ctx, mode=0o640, group="dovecot", reloads=()),
+        # The accounts: passwd-file userdb (FILE) or dovecot-ldap.conf.ext (LDAP), ops/accounts.py.
+        *accounts.dovecot_files(s, ctx),
         rendered("/etc/dovecot/masterdb", ctx, mode=0o640, group="dovecot", reloads=()) if cfg.masters
         else ConfigFile("/etc/dovecot/masterdb", None, reloads=()),
         ConfigFile("/etc/dovecot/local.conf", cfg.dovecot_cf or None),
@@ -34,7 +37,7 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls) -> list[ConfigFile]:
         if not script:
             out.append(ConfigFile(path[:-len(".sieve")] + ".svbin", None, reloads=()))
     for address, script in sorted(cfg.user_sieve.items()):
-        if cfg.account(address) is None:
+        if accounts.account(address) is None:
             continue
         local, domain = address.split("@", 1)
         out.append(ConfigFile(f"/var/mail/{domain}/{local}/home/.dovecot.sieve", script,

@@ -23,7 +23,7 @@ def _postfix(s, _cfg) -> PostfixHooks:
 DAEMON = Daemon(
     name="dovecot",
     packages=("dovecot-core", "dovecot-imapd", "dovecot-pop3d", "dovecot-lmtpd", "dovecot-managesieved",
-              "dovecot-sieve"),
+              "dovecot-sieve", "dovecot-ldap"),
     enabled=lambda s: s.dovecot_enabled,
     foreground=("/usr/sbin/dovecot", "-F"),
     unit="dovecot.service",

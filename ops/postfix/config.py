@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ops import daemons
+from ops import accounts as accountsmod, daemons
+from ops.accounts import FileAccounts, LdapAccounts
 from ops.configdir import ConfigDir
 from ops.render import ConfigFile, rendered, template
 from ops.settings import Settings
@@ -38,7 +39,7 @@ def merge_main(text: str, overrides: list[tuple[str, str]]) -> str:
     return "\n".join(out) + "\n"
 
 
-def sender_owners(cfg: ConfigDir) -> list[tuple[str, list[str]]]:
+def sender_owners(cfg: ConfigDir | FileAccounts | LdapAccounts) -> list[tuple[str, list[str]]]:
     accounts = {a.address for a in cfg.accounts}
     owners = {a: [a] for a in sorted(accounts)}
     for alias, targets in cfg.aliases:
@@ -63,7 +64,8 @@ def relay_hosts(s: Settings, cfg: ConfigDir) -> list[tuple[str, str]]:
     rows = [(domain, host) for domain, host in cfg.relaymap if host]
     if s.RELAY_HOST:
         listed = {domain for domain, _ in cfg.relaymap}
-        rows += [(f"@{d}", legacy_relay(s)) for d in cfg.domains if f"@{d}" not in listed]
+        domains = accountsmod.for_settings(s, cfg).domains
+        rows += [(f"@{d}", legacy_relay(s)) for d in domains if f"@{d}" not in listed]
     return rows
 
 
@@ -164,17 +166,19 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
     for key, value in cfg.postfix_master:
         service, type_, param = key.split("/")
         overrides.setdefault((service, type_), []).append((param, value))
-    alias_keys = {alias for alias, _ in cfg.aliases}
+    accounts = accountsmod.for_settings(s, cfg)
+    alias_keys = {alias for alias, _ in accounts.aliases}
     hosts, auth = relay_hosts(s, cfg), relay_auth(s, cfg)
     policy = tls_policy(s, hosts, auth)
     daemons_hub = hub(s, cfg)
     ctx = dict(
         hub=daemons_hub, s=s, cfg=cfg, tls=tls, mynetworks=mynetworks, ciphers=CIPHERS[s.TLS_LEVEL],
         relay_auth=auth, tls_policy=policy, system_ca=SYSTEM_CA_FILE, system_names=SYSTEM_NAMES,
-        hostname_is_virtual=s.fqdn.lower() in cfg.domains,
+        accounts=accounts, maps=accounts.postfix_maps(s, bool(cfg.regexp)),
+        hostname_is_virtual=accounts.hostname_is_virtual(s),
         has_regexp=bool(cfg.regexp), overrides=overrides, alias_keys=alias_keys,
         catchall_domains={a[1:] for a in alias_keys if a.startswith("@")},
-        sender_owners=sender_owners(cfg), relay_hosts=hosts,
+        sender_owners=sender_owners(accounts), relay_hosts=hosts,
         send_access="check_sender_access texthash:/etc/postfix/send_access, " if cfg.send_access else "",
         receive_access="check_recipient_access texthash:/etc/postfix/receive_access, " if cfg.receive_access else "",
     )
@@ -182,13 +186,10 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
     return [
         ConfigFile("/etc/postfix/main.cf", main),
         rendered("/etc/postfix/master.cf", ctx),
-        rendered("/etc/postfix/vhost", ctx),
-        rendered("/etc/postfix/vmailbox", ctx),
-        rendered("/etc/postfix/virtual", ctx),
+        # The account maps: texthash tables (FILE) or ldap: maps (LDAP), ops/accounts.py.
+        *accounts.postfix_files(s, ctx),
         rendered("/etc/postfix/aliases", ctx),
         rendered("/etc/postfix/regexp", ctx) if cfg.regexp else ConfigFile("/etc/postfix/regexp", None),
-        rendered("/etc/postfix/sender_login", ctx) if s.SPOOF_PROTECTION
-        else ConfigFile("/etc/postfix/sender_login", None),
         table("/etc/postfix/send_access", cfg.send_access),
         table("/etc/postfix/receive_access", cfg.receive_access),
         table("/etc/postfix/relayhost_map", hosts),

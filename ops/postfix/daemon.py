@@ -14,7 +14,7 @@ def _files(s, cfg, tls):
 
 DAEMON = Daemon(
     name="postfix",
-    packages=("postfix", "postfix-pcre", "libsasl2-modules"),
+    packages=("postfix", "postfix-pcre", "postfix-ldap", "libsasl2-modules"),
     enabled=always,
     # Postfix's master directly: `postfix start-fg` spends ~2 s in postfix-script's checks
     # (the queue layout they would fix is made by mailwright.prepare instead).
@@ -27,7 +27,8 @@ DAEMON = Daemon(
     state=("/var/lib/postfix", "/var/spool/postfix", "/var/lib/logrotate"),
     reads=("postfix-accounts.cf", "postfix-virtual.cf", "postfix-regexp.cf", "postfix-aliases.cf",
            "postfix-main.cf", "postfix-master.cf", "postfix-send-access.cf", "postfix-receive-access.cf",
-           "postfix-relaymap.cf", "postfix-sasl-password.cf"),
+           "postfix-relaymap.cf", "postfix-sasl-password.cf",
+           "ldap-users.cf", "ldap-groups.cf", "ldap-aliases.cf", "ldap-domains.cf"),
     # Postfix writes the mail log (maillog_file; Dovecot too) and is always enabled: the log's
     # rotation is its job. Hourly; it rotates per LOGROTATE_INTERVAL/LOGROTATE_COUNT (mailwright.logrotate).
     jobs=(Job("maillog-rotate", 3600, ("/usr/bin/python3", "-m", "mailwright.logrotate")),),

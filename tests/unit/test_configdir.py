@@ -349,7 +349,9 @@ def test_the_sources_table_names_each_file_its_field_and_derives_watched(tmp_pat
                "postfix-main.cf": "smtpd_banner = hi\n", "postfix-master.cf": "submission/inet/a=b\n",
                "dovecot.cf": "x = 1\n", "before.dovecot.sieve": "keep;\n", "after.dovecot.sieve": "keep;\n",
                "postfix-send-access.cf": "a@example.test REJECT\n", "postfix-receive-access.cf": "a@example.test REJECT\n",
-               "postfix-relaymap.cf": "@example.test [relay.test]:25\n", "postfix-sasl-password.cf": "@example.test u:p\n"}
+               "postfix-relaymap.cf": "@example.test [relay.test]:25\n", "postfix-sasl-password.cf": "@example.test u:p\n",
+               "ldap-users.cf": "bind = no\n", "ldap-groups.cf": "bind = no\n", "ldap-aliases.cf": "bind = no\n",
+               "ldap-domains.cf": "bind = no\n"}
     assert set(samples) == set(configdir.WATCHED)
     for source in configdir.SOURCES:
         folder = tmp_path / source.name

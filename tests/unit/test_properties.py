@@ -64,6 +64,8 @@ FIELDS = {
     "postfix-send-access.cf": "send_access", "postfix-receive-access.cf": "receive_access",
     "postfix-relaymap.cf": "relaymap", "postfix-sasl-password.cf": "relay_auth",
     "user@example.test.dovecot.sieve": "user_sieve",
+    "ldap-users.cf": "ldap_maps", "ldap-groups.cf": "ldap_maps", "ldap-aliases.cf": "ldap_maps",
+    "ldap-domains.cf": "ldap_maps",
 }
 assert set(configdir.WATCHED) <= set(FIELDS)
 
@@ -84,6 +86,10 @@ GOOD = {
     "postfix-relaymap.cf": "@relayed.test [smtp.relay.test]:2525\n",
     "postfix-sasl-password.cf": "@relayed.test user:pass\n",
     "user@example.test.dovecot.sieve": "discard;\n",
+    "ldap-users.cf": "server_host = ldap://ldap.example.test\n",
+    "ldap-groups.cf": "query_filter = (mailGroupMember=%s)\n",
+    "ldap-aliases.cf": "query_filter = (mailAlias=%s)\n",
+    "ldap-domains.cf": "query_filter = (mail=*@%s)\n",
 }
 
 # Random bytes, biased towards the delimiters and line ends of the formats.
