@@ -182,11 +182,11 @@ class Settings:
     # --- fail2ban / fetchmail / getmail ------------------------------------------------------
     ENABLE_FAIL2BAN: bool = opt(False, "fail2ban (needs NET_ADMIN)", **LATER)
     FAIL2BAN_BLOCKTYPE: str = opt("drop", "nftables block type", choices=("drop", "reject"), **LATER)
-    ENABLE_FETCHMAIL: bool = opt(False, "fetchmail from fetchmail.cf", **LATER)
-    FETCHMAIL_POLL: int = opt(300, "fetchmail poll interval, seconds", minimum=1, **LATER)
-    FETCHMAIL_PARALLEL: bool = opt(False, "one fetchmail process per poll entry", **LATER)
-    ENABLE_GETMAIL: bool = opt(False, "getmail6 from getmail/*.cf", **LATER)
-    GETMAIL_POLL: int = opt(5, "getmail poll interval, minutes", minimum=1, **LATER)
+    ENABLE_FETCHMAIL: bool = opt(False, "fetchmail from fetchmail.cf")
+    FETCHMAIL_POLL: int = opt(300, "fetchmail poll interval, seconds", minimum=1)
+    FETCHMAIL_PARALLEL: bool = opt(False, "one fetchmail process per poll entry")
+    ENABLE_GETMAIL: bool = opt(False, "getmail6 from getmail/*.cf")
+    GETMAIL_POLL: int = opt(5, "getmail poll interval, minutes", minimum=1)
 
     # --- reports / logs ----------------------------------------------------------------------
     PFLOGSUMM_TRIGGER: str = opt("none", "when the Postfix summary is mailed",
