@@ -129,8 +129,10 @@ def test_submission_ports_offer_auth_through_saslauthd_even_with_smtp_only(tmp_p
     for service in ("submission inet", "submissions inet"):
         block = master.split(service, 1)[1].split("\n\n", 1)[0].split("\n# ", 1)[0]
         assert "-o smtpd_sasl_auth_enable=yes" in block, (service, block)
-    main = [line for line in files["/etc/postfix/main.cf"].splitlines() if line.startswith("smtpd_sasl_type")]
-    assert main[-1] == "smtpd_sasl_type = cyrus", main     # Postfix reads the last one
+    main = [line for line in files["/etc/postfix/main.cf"].splitlines() if line.startswith("smtpd_sasl_")]
+    # replaced in place: a second line would make every Postfix command warn "overriding earlier entry"
+    assert [x for x in main if x.startswith(("smtpd_sasl_type", "smtpd_sasl_path"))] == [
+        "smtpd_sasl_type = cyrus", "smtpd_sasl_path = smtpd"], main
 
 
 def test_smtp_only_without_saslauthd_has_no_auth(tmp_path):
