@@ -103,14 +103,15 @@ def debug_fetchmail(ctx: Context, args: list[str]) -> int:
     if not source.is_file():
         raise CliError(f"'{source}' does not exist")
     # fetchmail refuses a control file that others can read; check a private copy, with a
-    # throw-away UIDL cache (a dry run must not touch the daemon's).
+    # throw-away UIDL cache and lock (a dry run must not touch the daemon's, nor wait for it).
     with tempfile.TemporaryDirectory() as tmp:
         rc = os.path.join(tmp, "fetchmailrc")
         with open(source, "rb") as src, open(os.open(rc, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as dst:
             dst.write(src.read())
         sys.stdout.flush()
         done = subprocess.run([fetchmail, "--verbose", "--daemon", "0", "--check", "--nosyslog", "--nodetach",
-                               "--idfile", os.path.join(tmp, "fetchids"), "-f", rc],
+                               "--idfile", os.path.join(tmp, "fetchids"), "--pidfile", os.path.join(tmp, "pid"),
+                               "-f", rc],
                               stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return done.returncode
 

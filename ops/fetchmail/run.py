@@ -5,7 +5,8 @@ fetchmail user): `python3 -m ops.fetchmail.run PARALLEL`. Standard library only.
 - PARALLEL 1: docker-mailserver's FETCHMAIL_PARALLEL: the rc file is split per server entry
   (`poll`/`skip`), the global lines before the first entry copied into each part
   (`fetchmail-N.rc`, private files in /run/fetchmail); one fetchmail per part, each with its
-  own UIDL cache (`fetchmail-N.fetchids`: two fetchmails sharing one would overwrite each other's).
+  own UIDL cache (`fetchmail-N.fetchids`: two fetchmails sharing one would overwrite each other's),
+  each started with the union of all the caches (`merge_idfiles`).
   The runner waits; when one of them ends it stops the others and exits with its status (the
   supervisor restarts the whole set). SIGTERM/SIGINT are passed on.
 
@@ -47,6 +48,30 @@ def split(text: str) -> tuple[str, list[str]]:
     return globals_, [globals_ + "".join(line + "\n" for line in e) for e in entries]
 
 
+def merge_idfiles(state: Path, targets: list[Path]) -> None:
+    """Start every fetchmail with all the UIDs any of them saw: the union of the UIDL caches
+    (`.fetchids`, `fetchmail-N.fetchids`) goes into each of `targets`. Switching
+    FETCHMAIL_PARALLEL, or reordering the poll entries, then fetches nothing twice. fetchmail
+    keeps the lines of its own servers and drops the others (and UIDs gone from the server)."""
+    lines: dict[str, None] = {}
+    for cache in [state / ".fetchids", *sorted(state.glob("fetchmail-*.fetchids"))]:
+        try:
+            text = cache.read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        lines.update((line, None) for line in text.splitlines() if line.strip())
+    if not lines:
+        return
+    union = "".join(line + "\n" for line in lines)
+    for target in targets:
+        try:
+            if target.read_text(errors="replace") == union:
+                continue
+        except FileNotFoundError:
+            pass
+        _write_private(target, union)
+
+
 def argv(rc: str, idfile: str, pidfile: str) -> list[str]:
     return [FETCHMAIL, "--nodetach", "--nosyslog", "-f", rc, "--idfile", idfile, "--pidfile", pidfile]
 
@@ -80,10 +105,13 @@ def main(args: list[str]) -> int:
     _globals, entries = split(text)
     if not entries:
         return _idle("fetchmail.cf has no poll entry")
+    state = Path(STATE)
     if not parallel:
+        merge_idfiles(state, [state / ".fetchids"])
         cmd = argv(RC, f"{STATE}/.fetchids", f"{RUN_DIR}/fetchmail.pid")
         os.execv(cmd[0], cmd)
 
+    merge_idfiles(state, [state / f"fetchmail-{n}.fetchids" for n in range(1, len(entries) + 1)])
     children: dict[int, int] = {}
     stopping = []
     for n, entry in enumerate(entries, 1):

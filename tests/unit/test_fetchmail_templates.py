@@ -82,7 +82,7 @@ def test_symlinked_fetchmail_cf_is_not_followed(tmp_path, caplog):
 def test_systemd_unit_runs_the_foreground_command(tmp_path):
     unit = render(tmp_path, ENABLE_FETCHMAIL=1, MAILWRIGHT_INIT="systemd")[UNIT_FILE].content
     line = next(x for x in unit.splitlines() if x.startswith("ExecStart="))
-    assert "$$$$ > /run/fetchmail.pid" in line and '"$$FETCHMAIL_PARALLEL"' in line
+    assert "$$$$ > /run/mailwright-fetchmail.pid" in line and '"$$FETCHMAIL_PARALLEL"' in line
     assert render(tmp_path, ENABLE_FETCHMAIL=1)[UNIT_FILE].content is None
 
 
@@ -95,7 +95,7 @@ def test_foreground_drops_to_fetchmail_with_the_parallel_flag(tmp_path):
         (bin_ / name).chmod(0o755)
     (bin_ / "setpriv").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     (bin_ / "setpriv").chmod(0o755)
-    script = FOREGROUND[2].replace(OPTIONS, str(tmp_path / "opts")).replace("/run/fetchmail.pid", str(tmp_path / "pid"))
+    script = FOREGROUND[2].replace(OPTIONS, str(tmp_path / "opts")).replace("/run/mailwright-fetchmail.pid", str(tmp_path / "pid"))
     script = script.replace("cd /opt/mailwright", "cd /")
     (tmp_path / "opts").write_text("FETCHMAIL_PARALLEL=1\n")
     out = subprocess.run(["/bin/sh", "-c", script], env={"PATH": f"{bin_}:/usr/bin:/bin"},
@@ -135,3 +135,21 @@ def test_argv_keeps_the_uidl_cache_in_the_state_folder():
     cmd = run.argv("/etc/fetchmailrc", "/var/lib/fetchmail/.fetchids", "/run/fetchmail/fetchmail.pid")
     assert cmd[:3] == ["/usr/bin/fetchmail", "--nodetach", "--nosyslog"]
     assert cmd[cmd.index("--idfile") + 1].startswith("/var/lib/fetchmail/")
+
+
+def test_uidl_caches_are_merged_so_switching_parallel_fetches_nothing_twice(tmp_path):
+    (tmp_path / ".fetchids").write_text("a@h 1\na@h 2\n")
+    (tmp_path / "fetchmail-2.fetchids").write_text("b@h 7\na@h 2\n")
+    run.merge_idfiles(tmp_path, [tmp_path / "fetchmail-1.fetchids", tmp_path / "fetchmail-2.fetchids"])
+    for n in (1, 2):
+        cache = tmp_path / f"fetchmail-{n}.fetchids"
+        assert cache.read_text() == "a@h 1\na@h 2\nb@h 7\n"
+        assert cache.stat().st_mode & 0o777 == 0o600
+    (tmp_path / "fetchmail-1.fetchids").write_text("a@h 3\n")            # seen in parallel mode
+    run.merge_idfiles(tmp_path, [tmp_path / ".fetchids"])                 # back to one fetchmail
+    assert set((tmp_path / ".fetchids").read_text().split("\n")) >= {"a@h 1", "a@h 3", "b@h 7"}
+
+
+def test_no_uidl_cache_yet_writes_nothing(tmp_path):
+    run.merge_idfiles(tmp_path, [tmp_path / ".fetchids"])
+    assert not (tmp_path / ".fetchids").exists()
