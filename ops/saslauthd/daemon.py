@@ -26,12 +26,16 @@ def _postfix(s, cfg):
     return config.postfix(s, cfg)
 
 
+# Postfix's smtpd must reach the socket: /run/saslauthd is root:sasl 0710 (Debian's package).
+JOIN_SASL = ("! id postfix >/dev/null 2>&1 || id -nG postfix | tr ' ' '\\n' | grep -qx sasl || "
+             "adduser --quiet postfix sasl")
+
 # saslauthd has no foreground switch but -d (debug: stays in the foreground, logs to stderr);
 # docker-mailserver's supervisor runs it the same way. -r passes user@domain whole (not split
 # into user and realm), as the accounts are addresses.
 FOREGROUND = (
     "/bin/sh", "-c",
-    f". {OPTIONS} && echo $$ > {PIDFILE} && mkdir -p {RUN_DIR} && "
+    f". {OPTIONS} && echo $$ > {PIDFILE} && mkdir -p {RUN_DIR} && {{ {JOIN_SASL}; }} && "
     f'exec /usr/sbin/saslauthd -d -r -a "$MECHANISM" -O "$MECH_OPTIONS" -m {RUN_DIR} -n 5',
 )
 
