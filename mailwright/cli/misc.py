@@ -1,8 +1,7 @@
 """`setup fail2ban …` and `setup debug …`: thin front-ends to the daemons' own tools.
 
-fail2ban, fetchmail and getmail are not part of mailwright yet; their commands
-say so and fail instead of pretending (docker-mailserver prints
-"Fail2ban not running" for a missing daemon too).
+fail2ban is not part of mailwright yet; its commands say so and fail instead of
+pretending (docker-mailserver prints "Fail2ban not running" for a missing daemon too).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 from .common import CliError, Context, UsageExit
 
@@ -91,28 +91,44 @@ def _cat(ctx: Context, path) -> int:
 
 
 def debug_fetchmail(ctx: Context, args: list[str]) -> int:
+    """docker-mailserver's `debug fetchmail`: a dry run, `fetchmail --check --verbose`, of what the
+    daemon runs (/etc/fetchmailrc when fetchmail is on, else the config folder's fetchmail.cf);
+    fetchmail's output and exit status (11 when no server answers)."""
     ctx.program = "debug-fetchmail"
     fetchmail = shutil.which("fetchmail")
     if not fetchmail:
-        raise CliError("fetchmail is not installed: mailwright does not provide fetchmail yet "
-                       "(ENABLE_FETCHMAIL is accepted but not implemented)")
-    source = ctx.file("fetchmail.cf")
+        raise CliError("fetchmail is not installed")
+    from ops.fetchmail.daemon import RC
+    source = Path(RC) if os.path.isfile(RC) else ctx.file("fetchmail.cf")
     if not source.is_file():
         raise CliError(f"'{source}' does not exist")
-    # fetchmail refuses a control file that others can read; check a private copy.
+    # fetchmail refuses a control file that others can read; check a private copy, with a
+    # throw-away UIDL cache and lock (a dry run must not touch the daemon's, nor wait for it).
     with tempfile.TemporaryDirectory() as tmp:
         rc = os.path.join(tmp, "fetchmailrc")
         with open(source, "rb") as src, open(os.open(rc, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as dst:
             dst.write(src.read())
+        sys.stdout.flush()
         done = subprocess.run([fetchmail, "--verbose", "--daemon", "0", "--check", "--nosyslog", "--nodetach",
-                               "-f", rc], stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                               "--idfile", os.path.join(tmp, "fetchids"), "--pidfile", os.path.join(tmp, "pid"),
+                               "-f", rc],
+                              stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     return done.returncode
 
 
 def debug_getmail(ctx: Context, args: list[str]) -> int:
+    """docker-mailserver's `debug getmail` (v15): each getmail/<id>.cf of the config folder, as the
+    daemon runs it (merged with getmailrc_general), parsed by getmail itself (`--dump`)."""
     ctx.program = "debug-getmail"
-    raise CliError("getmail is not installed: mailwright does not provide getmail yet "
-                   "(ENABLE_GETMAIL is accepted but not implemented)")
+    if not shutil.which("getmail"):
+        raise CliError("getmail is not installed")
+    from ops.configdir import ConfigDir
+    from ops.getmail import config, run
+    rcs = config.accounts(ConfigDir(path=ctx.config_dir))
+    if not rcs:
+        raise CliError(f"'{ctx.file('getmail')}' holds no usable <id>.cf file")
+    sys.stdout.flush()
+    return run.main(["--dump"], rcs=rcs)
 
 
 def debug_show_mail_logs(ctx: Context, args: list[str]) -> int:

@@ -158,7 +158,15 @@ def with_daemons(text: str, hub: Hub) -> str:
     """main.cf plus the daemons' parameters (nothing added when none)."""
     if not hub.main:
         return text
-    return text + "\n# From mailwright's daemons (PostfixHooks).\n" + "".join(f"{k} = {v}\n" for k, v in hub.main)
+    # A parameter the template sets already (e.g. saslauthd's smtpd_sasl_type) is replaced in
+    # place: a second line would make every Postfix command warn "overriding earlier entry".
+    present = {line.split("=", 1)[0].strip() for line in text.splitlines()
+               if "=" in line and not line[:1].isspace() and not line.startswith("#")}
+    text = merge_main(text, [(k, v) for k, v in hub.main if k in present])
+    added = [(k, v) for k, v in hub.main if k not in present]
+    if not added:
+        return text
+    return text + "\n# From mailwright's daemons (PostfixHooks).\n" + "".join(f"{k} = {v}\n" for k, v in added)
 
 
 def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[ConfigFile]:

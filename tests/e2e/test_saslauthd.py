@@ -1,0 +1,68 @@
+"""saslauthd against the image (issue 11, "SASLauthd", the rimap mechanism): SMTP AUTH on 587 is
+checked by saslauthd, which asks an IMAP server (here the container's own Dovecot on loopback,
+SASLAUTHD_MECH_OPTIONS=127.0.0.1); a wrong password is refused; off means gone.
+
+The ldap mechanism's end-to-end test runs against a real slapd with the LDAP accounts work;
+its /etc/saslauthd.conf is unit-tested (tests/unit/test_saslauthd_templates.py).
+"""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+
+from harness import clients as c
+from harness.configdir import MailConfig
+from harness.mailserver import MailContainer, Volumes
+
+pytestmark = pytest.mark.docker
+
+USER, PASSWORD = "user1@example.test", "user1-Secret!"
+ENV = {"ENABLE_SASLAUTHD": "1", "SASLAUTHD_MECHANISMS": "rimap", "SASLAUTHD_MECH_OPTIONS": "127.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def server(image, tls, tmp_path_factory):
+    root = tmp_path_factory.mktemp("saslauthd")
+    cfg = MailConfig(root / "config")
+    cfg.account(USER, PASSWORD)
+    cfg.write()
+    tls.write(cfg.path / "ssl")
+    box = MailContainer(image, Volumes.under(root, cfg.path), env=dict(ENV))
+    try:
+        box.start()
+        c.wait_for_ports([25, 587, 143])
+        yield box
+    finally:
+        box.remove()
+
+
+def test_smtp_auth_on_587_goes_through_saslauthd(server, tls):
+    assert server.exec("postconf", "-h", "smtpd_sasl_type").stdout.strip() == "cyrus"
+    # saslauthd itself says yes to the right password and no to a wrong one
+    ok = server.exec("testsaslauthd", "-u", USER, "-p", PASSWORD, "-f", "/run/saslauthd/mux", check=False)
+    assert ok.returncode == 0 and "OK" in ok.stdout, ok.stdout + ok.stderr
+    bad = server.exec("testsaslauthd", "-u", USER, "-p", "wrong", "-f", "/run/saslauthd/mux", check=False)
+    assert bad.returncode != 0, bad.stdout
+    # and Postfix asks it
+    token = c.token("sasl")
+    refused = c.send(USER, USER, token, port=587, context=tls.client_context(), login=(USER, PASSWORD))
+    assert refused == {}
+    c.wait_for_message(USER, PASSWORD, token, context=tls.client_context(), timeout=60)
+
+
+def test_wrong_password_is_refused(server, tls):
+    with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+        c.send(USER, USER, c.token("sasl"), port=587, context=tls.client_context(), login=(USER, "wrong-Secret"))
+    assert e.value.smtp_code == 535
+
+
+def test_off_means_gone(server):
+    server.recreate(env={"ENABLE_SASLAUTHD": "0"})
+    assert server.exec("postconf", "-h", "smtpd_sasl_type").stdout.strip() == "dovecot"
+    files = server.exec("sh", "-c", "ls /etc/default/mailwright-saslauthd /etc/postfix/sasl/smtpd.conf "
+                        "/run/saslauthd/mux 2>/dev/null", check=False).stdout
+    assert files.strip() == "", files
+    procs = server.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '", check=False).stdout
+    assert "saslauthd" not in procs, procs
