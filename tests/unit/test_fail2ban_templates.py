@@ -134,6 +134,14 @@ def test_blocktype(tmp_path, value, blocktype):
     assert ini(f.content)["Init"]["blocktype"] == blocktype
 
 
+def test_sets_hold_networks(tmp_path):
+    """`setup fail2ban ban 192.0.2.0/24`: Debian's plain sets refuse a network; ours are interval sets."""
+    f = render(tmp_path, ENABLE_FAIL2BAN=1)["/etc/fail2ban/action.d/nftables-common.local"]
+    add_set = ini(f.content)["Definition"]["_nft_add_set"]
+    assert add_set.splitlines()[0].endswith(r"\{ type <addr_type>\; flags interval\; \}")
+    assert "add rule <table_family> <table> <chain> %(rule_stat)s" in add_set
+
+
 def test_log_and_database(tmp_path):
     d = ini(render(tmp_path, ENABLE_FAIL2BAN=1)["/etc/fail2ban/fail2ban.d/mailwright.conf"].content)["Definition"]
     assert d["logtarget"] == "/var/log/mail/fail2ban.log"
