@@ -30,7 +30,12 @@ def _files(s, cfg, tls):
 
 # Debian's fail2ban.service runs `fail2ban-server -xf start` after making /run/fail2ban; the
 # container's supervisor does the same. -x: a stale socket from an unclean stop is replaced.
-FOREGROUND = ("/bin/sh", "-c", f"mkdir -p {RUN_DIR} && exec /usr/bin/fail2ban-server -xf start")
+# Without NET_ADMIN fail2ban still runs and logs its bans, but nft cannot enforce them: say so.
+NO_NFTABLES = ("fail2ban: nftables cannot be used here (a container needs --cap-add NET_ADMIN): "
+               "bans are logged but not enforced")
+FOREGROUND = ("/bin/sh", "-c",
+              f"mkdir -p {RUN_DIR} && {{ nft list tables >/dev/null 2>&1 || echo '{NO_NFTABLES}' >&2; }}; "
+              "exec /usr/bin/fail2ban-server -xf start")
 
 DAEMON = Daemon(
     name="fail2ban",

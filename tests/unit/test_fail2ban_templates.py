@@ -9,6 +9,7 @@ import configparser
 import ipaddress
 import logging
 import os
+import subprocess
 
 import pytest
 from hypothesis import given, strategies as st
@@ -214,3 +215,21 @@ def test_fail2ban_log_rotates_with_mail_logs_rule(tmp_path):
     assert (tmp_path / "fail2ban.log.1").read_text() == "line one\n"
     assert log.read_text() == ""                           # truncated in place: fail2ban keeps writing
     assert rotate.main(str(tmp_path / "missing"), log=log, status=status) == 1
+
+
+# --- the foreground command ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("nft_status, warned", [(0, False), (1, True)])
+def test_foreground_warns_without_net_admin_then_runs_the_server(tmp_path, nft_status, warned):
+    """Run with sh against stand-ins: `nft` (fails without NET_ADMIN) and `fail2ban-server`."""
+    from ops.fail2ban.daemon import FOREGROUND, NO_NFTABLES
+    (tmp_path / "nft").write_text(f"#!/bin/sh\nexit {nft_status}\n")
+    (tmp_path / "server").write_text('#!/bin/sh\necho "server $*"\n')
+    for exe in ("nft", "server"):
+        (tmp_path / exe).chmod(0o755)
+    argv = [a.replace("/run/fail2ban", str(tmp_path / "run")).replace("/usr/bin/fail2ban-server", str(tmp_path / "server"))
+            for a in FOREGROUND]
+    done = subprocess.run(argv, capture_output=True, text=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert done.returncode == 0 and done.stdout == "server -xf start\n"
+    assert (NO_NFTABLES in done.stderr) is warned
+    assert (tmp_path / "run").is_dir()
