@@ -314,7 +314,9 @@ def test_hostile_addresses_are_refused(server, arg):
 def test_bans_survive_a_restart_with_the_same_state_volume(server, client, network):
     gateway, (name, ip) = network[1], client
     assert banned_in(server, "custom", gateway) and banned_in(server, "dovecot", ip)
-    assert (server.volumes.state / "lib-fail2ban" / "fail2ban.sqlite3").exists()
+    # The ban database lives on the state volume (/var/lib/fail2ban is a link into it).
+    assert server.exec("readlink", "-f", "/var/lib/fail2ban").stdout.startswith("/var/mail-state/")
+    assert list(server.volumes.state.glob("*fail2ban/fail2ban.sqlite3")), list(server.volumes.state.iterdir())
     server.restart()
     poll(lambda: banned_in(server, "custom", gateway) and banned_in(server, "dovecot", ip),
          "bans restored after the restart", diag(server))
