@@ -181,8 +181,8 @@ class Settings:
     RSPAMD_NEURAL: bool = opt(False, "Rspamd neural module", **LATER)
 
     # --- fail2ban / fetchmail / getmail ------------------------------------------------------
-    ENABLE_FAIL2BAN: bool = opt(False, "fail2ban (needs NET_ADMIN)", **LATER)
-    FAIL2BAN_BLOCKTYPE: str = opt("drop", "nftables block type", choices=("drop", "reject"), **LATER)
+    ENABLE_FAIL2BAN: bool = opt(False, "fail2ban on nftables (the container needs NET_ADMIN)")
+    FAIL2BAN_BLOCKTYPE: str = opt("drop", "nftables block type", choices=("drop", "reject"))
     ENABLE_FETCHMAIL: bool = opt(False, "fetchmail from fetchmail.cf")
     FETCHMAIL_POLL: int = opt(300, "fetchmail poll interval, seconds", minimum=1)
     FETCHMAIL_PARALLEL: bool = opt(False, "one fetchmail process per poll entry")

@@ -9,7 +9,7 @@ import sys
 
 from mailwright.configwrite import LockTimeout, UnsafePath
 
-from . import alias, check, dkim, dns, dovecot_master, email, misc, quota, relay
+from . import alias, check, dkim, dns, dovecot_master, email, fail2ban, misc, quota, relay
 from .common import CliError, Context, UsageExit
 
 USAGE = """SETUP(1)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0
     if args[0] == "fail2ban":
-        handler, rest = misc.fail2ban, args[1:]
+        handler, rest = fail2ban.fail2ban, args[1:]
     elif args[0] == "dns":
         handler, rest = dns.dns, args[1:]
     elif args[0] == "check":

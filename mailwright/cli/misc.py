@@ -1,83 +1,17 @@
-"""`setup fail2ban …` and `setup debug …`: thin front-ends to the daemons' own tools.
+"""`setup debug …`: thin front-ends to the daemons' own tools (`setup fail2ban`: fail2ban.py).
 
-fail2ban is not part of mailwright yet; its commands say so and fail instead of
-pretending (docker-mailserver prints "Fail2ban not running" for a missing daemon too).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from .common import CliError, Context, UsageExit
-
-FAIL2BAN_USAGE = """Usage: setup fail2ban [<ban|unban> <IP>]
-       setup fail2ban log
-       setup fail2ban status
-"""
-
-
-def _f2b(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["fail2ban-client", *args], capture_output=True, text=True)
-
-
-def fail2ban(ctx: Context, args: list[str]) -> int:
-    ctx.program = "fail2ban"
-    if args and args[0] == "help":
-        raise UsageExit(FAIL2BAN_USAGE, 0)
-    if args and args[0] not in ("ban", "unban", "log", "status"):
-        raise CliError(f"Unknown command '{args[0]}'", usage=FAIL2BAN_USAGE)
-    if args and args[0] == "log":
-        return _cat(ctx, ctx.log_dir / "fail2ban.log")
-    if not shutil.which("fail2ban-client"):
-        raise CliError("Fail2ban is not installed: mailwright does not provide fail2ban yet "
-                       "(ENABLE_FAIL2BAN is accepted but not implemented)")
-    if _f2b("ping").returncode != 0:
-        raise CliError("Fail2ban not running")
-    listing = _f2b("status").stdout
-    found = re.search(r"Jail list:\s*(.*)", listing)
-    jails = [j for j in re.split(r"[,\s]+", found.group(1)) if j] if found else []
-
-    if not args:
-        banned = False
-        for jail in jails:
-            ips = re.search(r"Banned IP list:\s*(.+)", _f2b("status", jail).stdout)
-            if ips and ips.group(1).strip():
-                print(f"Banned in {jail}: {ips.group(1).strip()}")
-                banned = True
-        if not banned:
-            ctx.log("info", "No IPs have been banned")
-        return 0
-    command, rest = args[0], args[1:]
-    if command == "ban":
-        if not rest:
-            ctx.log("warn", "You need to specify an IP address: Run 'setup fail2ban ban <IP>'")
-            return 0
-        result = _f2b("set", "custom", "banip", *rest).stdout.strip()
-        if result.isdigit() and int(result) > 0:
-            print(f"Banned custom IP: {result}")
-        else:
-            ctx.log("error", f"Banning '{' '.join(rest)}' failed. Already banned?")
-        return 0
-    if command == "unban":
-        if not rest:
-            ctx.log("warn", "You need to specify an IP address: Run 'setup fail2ban' to get a list of banned IP addresses")
-            return 0
-        for jail in jails:
-            done = _f2b("set", jail, "unbanip", *rest)
-            result = (done.stdout + done.stderr).strip()
-            if "is not banned" not in result and "NOK" not in result:
-                print(f"Unbanned IP from {jail}: {result}")
-        return 0
-    for jail in jails:                                          # status
-        done = _f2b("status", jail)
-        print((done.stdout + done.stderr).rstrip("\n") + "\n")
-    return 0
+from .common import CliError, Context
 
 
 def _cat(ctx: Context, path) -> int:

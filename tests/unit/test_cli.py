@@ -362,14 +362,7 @@ def test_config_dkim_defaults_to_the_domains_of_accounts_and_aliases(setup):
     assert keys == ["catch.test", "example.com", "fqdn.test"]
 
 
-# --- fail2ban and debug ---------------------------------------------------------------------------
-
-@pytest.mark.skipif(bool(shutil.which("fail2ban-client")), reason="fail2ban is installed here")
-@pytest.mark.parametrize("args", [[], ["status"], ["ban", "192.0.2.1"], ["unban", "192.0.2.1"]])
-def test_fail2ban_is_not_installed(setup, args):
-    r = setup("fail2ban", *args)
-    assert r.returncode == 1 and "Fail2ban is not installed" in r.stderr
-
+# --- debug (fail2ban: test_fail2ban_cli.py) -------------------------------------------------------
 
 def test_debug_show_mail_logs_and_login(setup):
     (setup.logs / "mail.log").write_text("line one\n")
