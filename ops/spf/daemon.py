@@ -27,7 +27,9 @@ def _postfix(s, cfg):
 
 DAEMON = Daemon(
     name="spf",
-    packages=("postfix-policyd-spf-python",),
+    # python3-dnspython: pyspf prefers it to pydns (python3-dns), which reads a SERVFAIL as "no
+    # record" (SPF None: accepted); dnspython's NoNameservers is a temperror, hence deferred.
+    packages=("postfix-policyd-spf-python", "python3-dnspython"),
     enabled=lambda s: s.ENABLE_POLICYD_SPF,
     foreground=(),                 # spawned by Postfix per connection: nothing to supervise
     unit="",

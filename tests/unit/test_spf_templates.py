@@ -29,7 +29,7 @@ def load(tmp_path, **env):
 
 def test_found_by_its_folder_and_on_by_default(tmp_path):
     assert daemons.by_name("spf") is DAEMON
-    assert DAEMON.packages == ("postfix-policyd-spf-python",)
+    assert DAEMON.packages == ("postfix-policyd-spf-python", "python3-dnspython")
     s, _ = load(tmp_path)
     assert s.ENABLE_POLICYD_SPF is True                 # docker-mailserver's default
     assert DAEMON in daemons.enabled(s)
