@@ -16,6 +16,7 @@ logged. Off means gone for both.
 from __future__ import annotations
 
 import re
+import smtplib
 import socket
 import threading
 
@@ -235,6 +236,43 @@ def test_srs_secret_setting_wins_and_is_never_logged(server):
     server.recreate(env=dict(ENV))
     c.wait_for_ports([25, 10001])
     assert forward_map(server) == generated
+
+
+def test_srs_tables_unreachable_defer_never_bounce(server, sink):
+    """postsrsd not answering (here: Postfix pointed at a port nobody listens on, through
+    postfix-main.cf, applied live): a 4xx at SMTP time, nothing leaves unrewritten."""
+    transport = (server.volumes.config / "postfix-main.cf").read_text()
+    dead = "tcp:127.0.0.1:10009"
+
+    def applied(param, value):
+        return lambda: server.exec("postconf", "-h", param).stdout.strip() == value
+
+    try:
+        (server.volumes.config / "postfix-main.cf").write_text(
+            transport + f"sender_canonical_maps = {dead}\nrecipient_canonical_maps = {dead}\n")
+        poll(applied("recipient_canonical_maps", dead), "postfix-main.cf applied", server.diagnostics)
+        tok = c.token("down")
+        with c.SMTP(25) as smtp:
+            smtp.ehlo("mx.other.test")
+            smtp.mail(ALICE)
+            code, text = smtp.rcpt(FORWARD)
+        assert 400 <= code < 500, (code, text)
+
+        (server.volumes.config / "postfix-main.cf").write_text(transport + f"sender_canonical_maps = {dead}\n")
+        poll(applied("recipient_canonical_maps", "tcp:127.0.0.1:10002"), "postfix-main.cf applied",
+             server.diagnostics)
+        with c.SMTP(25) as smtp:
+            smtp.ehlo("mx.other.test")
+            try:
+                refused = smtp.send_message(c.make_message(ALICE, FORWARD, tok), from_addr=ALICE, to_addrs=[FORWARD])
+                code = 250
+            except smtplib.SMTPResponseException as e:
+                refused, code = {}, e.smtp_code
+        assert 400 <= code < 500, (code, refused, server.diagnostics())
+    finally:
+        (server.volumes.config / "postfix-main.cf").write_text(transport)
+    poll(applied("sender_canonical_maps", "tcp:127.0.0.1:10001"), "postfix-main.cf restored", server.diagnostics)
+    assert sink.find(tok) is None                      # nothing left with its sender unrewritten
 
 
 PROCESSES = """
