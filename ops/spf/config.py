@@ -25,8 +25,8 @@ POLICY = f"check_policy_service unix:private/{SERVICE}"
 # PostfixHooks order: first of the policy services (before Postgrey at 50): a forged sender is
 # refused before it takes a greylisting slot; the quota check (90) comes last.
 POLICY_ORDER = 30
-MASTER_SERVICE = (f"{SERVICE} unix  -       n       n       -       0       spawn\n"
-                  f"  user={USER} argv={BINARY}")
+# One line: spawn's arguments may follow the command on the same line.
+MASTER_SERVICE = f"{SERVICE} unix  -       n       n       -       0       spawn user={USER} argv={BINARY}"
 # How long a spawned policyd-spf may live (Debian's README: its cache lasts the connection).
 TIME_LIMIT = ("policyd-spf_time_limit", "3600")
 

@@ -88,7 +88,7 @@ def test_postfix_policy_on_port_25_only_after_reject_unauth_destination(tmp_path
     assert rcpt.index("permit_sasl_authenticated") < spf          # logged-in users are not SPF-checked
     assert spf < rcpt.index("check_policy_service inet:127.0.0.1:10023")      # before Postgrey
     assert config.POLICY not in main.split("mua_recipient_restrictions", 1)[1].splitlines()[0]
-    assert re.search(r"^policyd-spf\s+unix\s+-\s+n\s+n\s+-\s+0\s+spawn\n\s+user=policyd-spf "
+    assert re.search(r"^policyd-spf\s+unix\s+-\s+n\s+n\s+-\s+0\s+spawn\s+user=policyd-spf "
                      r"argv=/usr/bin/policyd-spf$", master, re.M)
     assert "\npolicyd-spf_time_limit = 3600\n" in main
 
