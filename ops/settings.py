@@ -127,8 +127,8 @@ class Settings:
     POSTFIX_DAGENT: str = opt("", "virtual_transport; empty: LMTP into Dovecot")
     POSTFIX_REJECT_UNKNOWN_CLIENT_HOSTNAME: bool = opt(False, "reject clients whose address has no matching PTR/A")
     SPOOF_PROTECTION: bool = opt(False, "465/587 refuse a MAIL FROM the logged-in user does not own")
-    ENABLE_DNSBL: bool = opt(False, "postscreen DNS blocklists", **LATER)
-    POSTSCREEN_ACTION: str = opt("enforce", "postscreen's action on a failed greet/bare-newline test",
+    ENABLE_DNSBL: bool = opt(False, "postscreen DNS blocklists (docker-mailserver's sites, threshold 3)")
+    POSTSCREEN_ACTION: str = opt("enforce", "postscreen's action on a failed DNSBL/greet/bare-newline test",
                                  choices=("enforce", "drop", "ignore"))
     ENABLE_OPENDKIM: bool = opt(True, "DKIM signing and verification (OpenDKIM milter)", **LATER)
     ENABLE_OPENDMARC: bool = opt(True, "DMARC verification (OpenDMARC milter)", **LATER)
