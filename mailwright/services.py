@@ -28,6 +28,8 @@ def running(daemon: str) -> bool:
 def reload(init: str, daemon: str) -> None:
     """Raises `subprocess.CalledProcessError` (with the command's stderr) when the reload fails."""
     d = daemons.by_name(daemon)
+    if not d.has_process:
+        return                      # nothing runs (e.g. policyd-spf: Postfix spawns a fresh one per connection)
     if init == "systemd":
         subprocess.run(["systemctl", "reload-or-restart", d.unit], check=True, capture_output=True, text=True)
     elif not running(daemon):

@@ -116,6 +116,10 @@ class Daemon:
       stopped and disabled (VPS), the supervisor does not run it (container).
     - `foreground`, `unit`, `pidfile`, `reload`, `ports`, `sockets`: supervision and health
       (written to /etc/mailwright/daemons for the shell supervisor and health check).
+      A daemon without a process of its own (e.g. policyd-spf, which Postfix's `spawn` runs per
+      connection) leaves `foreground`, `unit` and `pidfile` empty: no supervisor line, no unit
+      to start or stop, nothing to reload (its files name `reloads`, e.g. Postfix); it still has
+      packages, files and Postfix hooks, and off still means gone.
     - `state`: folders moved to /var/mail-state when it is mounted.
     - `secrets`: paths the image build strips (files, or symlinks to them; a `/**` suffix: a folder's content).
     - `reads`: config-folder files it reads (documentation; ops.configdir.WATCHED is what is watched).
@@ -130,9 +134,9 @@ class Daemon:
     name: str                             # the folder's name: ops/<name>/
     packages: tuple[str, ...]             # Debian packages (the image installs every daemon's; a VPS the enabled ones')
     enabled: Callable[["Settings"], bool]
-    foreground: tuple[str, ...]           # argv for the container's supervisor; must stay in the foreground
-    unit: str                             # its systemd unit on a VPS, e.g. "postfix.service"
-    pidfile: str                          # where the running daemon writes its pid (health, signal reloads)
+    foreground: tuple[str, ...]           # argv for the container's supervisor; must stay in the foreground; () no process
+    unit: str                             # its systemd unit on a VPS, e.g. "postfix.service"; "" no process
+    pidfile: str                          # where the running daemon writes its pid (health, signal reloads); "" no process
     reload: Reload = field(default_factory=Reload)
     ports: Callable[["Settings"], tuple[int, ...]] = no_ports      # TCP ports that must listen when healthy
     sockets: tuple[str, ...] = ()         # unix sockets that must exist when healthy
@@ -148,5 +152,14 @@ class Daemon:
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").isalnum():
             raise ValueError(f"daemon name {self.name!r}: letters, digits and '-' only")
-        if not self.foreground:
-            raise ValueError(f"{self.name}: a foreground command is required (the container's supervisor runs it)")
+        if not self.foreground and (self.unit or self.pidfile or self.sockets or self.ports is not no_ports
+                                    or self.reload != Reload() or self.jobs):
+            raise ValueError(f"{self.name}: no foreground command means no process: then unit, pidfile, "
+                             f"ports, sockets, reload and jobs stay empty")
+        if self.foreground and not (self.unit and self.pidfile):
+            raise ValueError(f"{self.name}: a daemon with a foreground command needs its unit and pidfile")
+
+    @property
+    def has_process(self) -> bool:
+        """False for a daemon that is only packages, files and Postfix hooks (nothing to supervise)."""
+        return bool(self.foreground)

@@ -78,6 +78,8 @@ def daemons_table(settings) -> str:
     import shlex
     lines = []
     for d in enabled(settings):
+        if not d.has_process:
+            continue                    # nothing to run or probe (e.g. policyd-spf, spawned by Postfix)
         fields = (d.name, _field([d.pidfile]), _field(d.ports(settings)), _field(d.sockets), shlex.join(d.foreground))
         lines.append("\t".join(fields) + "\n")
     return "".join(lines)
@@ -105,7 +107,7 @@ def jobs_table(settings) -> str:
 
 def units(settings) -> list[str]:
     """The systemd units of the enabled daemons (what the watch unit starts after)."""
-    return [d.unit for d in enabled(settings)]
+    return [d.unit for d in enabled(settings) if d.has_process]
 
 
 def state_folders(settings) -> list[str]:

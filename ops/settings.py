@@ -133,7 +133,7 @@ class Settings:
                                  choices=("enforce", "drop", "ignore"))
     ENABLE_OPENDKIM: bool = opt(True, "DKIM signing and verification (OpenDKIM milter)", **LATER)
     ENABLE_OPENDMARC: bool = opt(True, "DMARC verification (OpenDMARC milter)", **LATER)
-    ENABLE_POLICYD_SPF: bool = opt(True, "SPF check of inbound mail", **LATER)
+    ENABLE_POLICYD_SPF: bool = opt(True, "SPF check of port 25's senders: Fail refused (550), temperror deferred (ops/spf)")
     ENABLE_MTA_STS: bool = opt(False, "outbound MTA-STS policies", **LATER)
     VIRUSMAILS_DELETE_DELAY: int = opt(7, "days before quarantined virus mail is deleted", minimum=0, **LATER)
 
@@ -245,12 +245,17 @@ class Settings:
     SASLAUTHD_LDAP_AUTH_METHOD: str = opt("bind", "saslauthd LDAP auth method")
     ENABLE_OAUTH2: bool = opt(False, "OAuth2 login through Dovecot", **LATER)
     OAUTH2_INTROSPECTION_URL: str = opt("", "OAuth2 introspection URL", **LATER)
-    ENABLE_SRS: bool = opt(False, "Sender Rewriting Scheme (postsrsd)", **LATER)
-    SRS_SENDER_CLASSES: str = opt("envelope_sender", "sender_canonical_classes for SRS", **LATER)
-    SRS_DOMAINNAME: str = opt("", "SRS domain; empty: DOMAINNAME", **LATER)
-    SRS_EXCLUDE_DOMAINS: str = opt("", "comma list of domains SRS leaves alone", **LATER)
-    SRS_SECRET: str = opt("", "base64 SRS secret(s); empty: generated once and kept in the state volume",
-                          secret=True, **LATER)
+    ENABLE_SRS: bool = opt(False, "Sender Rewriting Scheme for forwarded mail (postsrsd on 127.0.0.1:10001/10002; ops/postsrsd)")
+    SRS_SENDER_CLASSES: str = opt("envelope_sender", "sender_canonical_classes for SRS: envelope_sender, header_sender "
+                                  "or both, comma-separated", pattern=r"^(envelope_sender|header_sender)"
+                                  r"(\s*,\s*(envelope_sender|header_sender))?$")
+    SRS_DOMAINNAME: str = opt("", "SRS domain (rewritten senders are SRS0=...@it); empty: DOMAINNAME",
+                              pattern=rf"^{_HOST}$")
+    SRS_EXCLUDE_DOMAINS: str = opt("", "domains SRS leaves alone, comma-separated (`.example.com`: its subdomains)",
+                                   pattern=rf"^\.?{_HOST}(\s*,\s*\.?{_HOST})*$")
+    SRS_SECRET: str = opt("", "base64 SRS secret(s), comma-separated, the first signs; empty: generated once "
+                          "and kept in the state volume", pattern=r"^[A-Za-z0-9+/=]{8,}(,[A-Za-z0-9+/=]{8,})*$",
+                          secret=True)
 
     # --- derived values -------------------------------------------------------------------------
     @property

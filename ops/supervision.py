@@ -34,6 +34,8 @@ def activate(settings: Settings):
     jobs = {job.name for _, job in daemons.jobs(settings)}
     for d in daemons.all_daemons():
         wanted = d.name in on
+        if not d.has_process:
+            continue            # no unit of its own (e.g. policyd-spf: Postfix spawns it)
         systemd.service(name=f"{d.name.capitalize()} {'running' if wanted else 'stopped'}", service=d.unit,
                         running=wanted, enabled=wanted)
         for job in d.jobs:

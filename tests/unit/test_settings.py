@@ -487,15 +487,6 @@ def test_secret_value_never_in_an_error(name):
     assert "hunter2" not in str(e.value) and "tail" not in str(e.value)
 
 
-@pytest.mark.parametrize("name", sorted(SECRETS - {"RELAY_PASSWORD", "LDAP_BIND_PW", "DOVECOT_DNPASS",
-                                                  "SASLAUTHD_LDAP_PASSWORD"}))
-def test_secret_value_never_in_the_not_implemented_warning(name, caplog):
-    with caplog.at_level(logging.DEBUG, "mailwright.settings"):
-        load(environ={name: "hunter2"})
-    assert f"{name} (a secret, value not shown) is accepted but not implemented" in caplog.text
-    assert "hunter2" not in caplog.text
-
-
 @pytest.mark.parametrize("value", ["smtp.example.net", "smtp.example.net:587", "[smtp.example.net]",
                                    "[smtp.example.net]:587", "[192.0.2.7]:2525", "[2001:db8::1]:587"])
 def test_default_relay_host_forms(value):
