@@ -132,13 +132,12 @@ def _signing(lines: list[str], domain: str, signing_line: str, new_key: bool) ->
     """SigningTable with `signing_line`. OpenDKIM signs with the first line that matches: a key
     made now (a new selector: a rotation) replaces the domain's `*@domain` line, so the next
     message is signed with it; for a key that existed already, the table is kept as it is
-    (running the command again changes nothing) unless the line is missing."""
-    if signing_line in (x.strip() for x in lines):
-        if not new_key:
-            return lines
-    elif not new_key:
-        return [*lines, signing_line]
+    (running the command again changes nothing) unless the domain has no line at all."""
     pattern = f"*@{domain}"
+    if not new_key:
+        if any(x.split() and x.split()[0].lower() == pattern for x in lines):
+            return lines
+        return [*lines, signing_line]
     out, placed = [], False
     for line in lines:
         words = line.split()

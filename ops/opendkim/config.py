@@ -107,6 +107,8 @@ def check_trusted(entry: str) -> tuple[str | None, str]:
     `!` in front excludes it): (the entry as written, or None; why not)."""
     bare = entry[1:] if entry.startswith("!") else entry
     if ":" in bare or re.fullmatch(r"[0-9./]+", bare):
+        if not re.fullmatch(r"[0-9A-Fa-f:./]+", bare):        # no IPv6 zone (`%eth0`), no stray character
+            return None, f"{entry!r} is not an IP address or network"
         try:
             net = ipaddress.ip_network(bare, strict=False)
         except ValueError:
