@@ -58,8 +58,42 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when == "call" and report.failed:
         t = item.funcargs.get("target") if hasattr(item, "funcargs") else None
+        b = item.funcargs.get("bed") if hasattr(item, "funcargs") else None
+        if b is not None:
+            try:
+                report.sections.append(("test bed diagnostics", b.diagnostics()))
+            except Exception as e:
+                report.sections.append(("test bed diagnostics", f"unavailable: {e!r}"))
         if t is not None:
             try:
                 report.sections.append((f"{t.kind} target diagnostics", t.diagnostics()))
             except Exception as e:  # the target may be gone
                 report.sections.append((f"{t.kind} target diagnostics", f"unavailable: {e!r}"))
+
+
+# --- the multi-server test bed (issue 10): tests/harness/dnsbed.py, how-to in its docstring ---------
+
+@pytest.fixture(scope="session")
+def dnsbed_session(image, base_image, tls, tmp_path_factory):
+    """The bed's internal network and DNS server for the whole session (harness.dnsbed.Bed)."""
+    from harness import dnsbed
+    bed = dnsbed.start_session(image, base_image, tmp_path_factory.mktemp("dnsbed"), tls.ca)
+    try:
+        yield bed
+    finally:
+        dnsbed.stop_session(bed)
+
+
+@pytest.fixture(scope="module")
+def bed(dnsbed_session):
+    """The bed for one module: servers it starts and DNS records it sets are gone after the module.
+
+    `bed.server("mx1.example.test", accounts={...}, env={...})` starts a mail server (A, PTR and
+    the MX of its domain published); `bed.dns` changes records; `bed.gateway` is the host's
+    client address; `bed.host_address()` / `bed.client(script)` give other client addresses.
+    """
+    baseline = dnsbed_session.dns.snapshot()
+    try:
+        yield dnsbed_session
+    finally:
+        dnsbed_session.end_module(baseline)
