@@ -41,9 +41,9 @@ def folder_with(tmp_path, files: dict[str, str | bytes] | None = None) -> Path:
     return folder
 
 
-def render(tmp_path, files=None, mynetworks=(), installed=(), **env) -> dict[str, config.ConfigFile]:
+def render(tmp_path, files=None, mynetworks=(), installed=(), resolvers=(), **env) -> dict[str, config.ConfigFile]:
     folder = folder_with(tmp_path, files)
-    out = config.files(load(**env), configdir.read(folder), None, list(mynetworks), list(installed))
+    out = config.files(load(**env), configdir.read(folder), None, list(mynetworks), list(installed), list(resolvers))
     return {f.path: f for f in out}
 
 
@@ -134,6 +134,18 @@ def test_conf_names_the_fqdn_the_socket_and_the_tables(tmp_path):
     assert lines["UserID"] == "opendkim:opendkim"
     assert "TrustAnchorFile" not in lines
     assert conf.reloads is None                        # its own daemon: reloaded (SIGUSR1) when it changes
+
+
+def test_opendkim_asks_the_systems_dns_servers(tmp_path):
+    """libunbound ignores resolv.conf: without `Nameservers` OpenDKIM would skip the machine's DNS."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("# docker\nsearch example.test\nnameserver 10.231.25.53\nnameserver ::1\n"
+                      "nameserver not-an-ip\nnameserver 10.231.25.53\noptions timeout:1\n")
+    assert config.nameservers(str(resolv)) == ["10.231.25.53", "::1"]
+    assert config.nameservers(str(tmp_path / "absent")) == []
+    conf = render(tmp_path, resolvers=["10.231.25.53", "::1"])["/etc/opendkim.conf"].content
+    assert "\nNameservers\t\t10.231.25.53,::1\n" in conf
+    assert "Nameservers" not in render(tmp_path, resolvers=[])["/etc/opendkim.conf"].content
 
 
 def test_foreground_makes_the_run_folder_and_execs_opendkim(tmp_path):
@@ -251,7 +263,7 @@ def test_symbolic_links_are_not_followed(tmp_path, caplog):
     folder = folder_with(tmp_path, {"opendkim/KeyTable": "k a.test:mail:/etc/opendkim/keys/a.test/mail.private\n"})
     (folder / "opendkim" / "keys").mkdir()
     (folder / "opendkim" / "keys" / "a.test").symlink_to(outside / "k")
-    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [])}
+    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [], [])}
     assert body(files["/etc/opendkim/KeyTable"]) == []
     assert "opendkim/keys/a.test is a symbolic link" in caplog.text
 
@@ -294,7 +306,7 @@ def test_setup_config_dkim_output_is_taken_whole_and_a_rotation_signs_with_the_n
         (tmp_path / d).mkdir()
     r = setup_cli(folder, "config", "dkim", "keysize", "1024", "domain", "example.test,other.test")
     assert r.returncode == 0, r.stderr
-    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [])}
+    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [], [])}
     assert "line skipped" not in caplog.text and "file skipped" not in caplog.text
     assert body(files["/etc/opendkim/SigningTable"]) == ["*@example.test mail._domainkey.example.test",
                                                          "*@other.test mail._domainkey.other.test"]
@@ -305,7 +317,7 @@ def test_setup_config_dkim_output_is_taken_whole_and_a_rotation_signs_with_the_n
     # first line that matches: appended, the old key would go on signing).
     r = setup_cli(folder, "config", "dkim", "keysize", "1024", "selector", "2026b", "domain", "example.test")
     assert r.returncode == 0, r.stderr
-    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [])}
+    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [], [])}
     assert body(files["/etc/opendkim/SigningTable"]) == ["*@example.test 2026b._domainkey.example.test",
                                                          "*@other.test mail._domainkey.other.test"]
     assert "2026b._domainkey.example.test example.test:2026b:/etc/opendkim/keys/example.test/2026b.private" \
