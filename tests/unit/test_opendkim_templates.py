@@ -146,6 +146,10 @@ def test_opendkim_asks_the_systems_dns_servers(tmp_path):
     conf = render(tmp_path, resolvers=["10.231.25.53", "::1"])["/etc/opendkim.conf"].content
     assert "\nNameservers\t\t10.231.25.53,::1\n" in conf
     assert "Nameservers" not in render(tmp_path, resolvers=[])["/etc/opendkim.conf"].content
+    # libunbound would answer NXDOMAIN itself for names under test. (RFC 6761) without asking them.
+    assert "\nResolverConfiguration\t/etc/opendkim/unbound.conf\n" in conf
+    unbound = render(tmp_path)["/etc/opendkim/unbound.conf"].content
+    assert 'local-zone: "test." nodefault' in unbound and unbound.count("\nserver:\n") == 1
 
 
 def test_foreground_makes_the_run_folder_and_execs_opendkim(tmp_path):
@@ -201,7 +205,7 @@ def test_off_means_gone_private_keys_included(tmp_path):
     files = render(tmp_path, GOOD, installed=installed, ENABLE_OPENDKIM=0)
     assert {p: f.content for p, f in files.items()} == {
         "/etc/opendkim.conf": None, "/etc/opendkim/KeyTable": None, "/etc/opendkim/SigningTable": None,
-        "/etc/opendkim/TrustedHosts": None, installed[0]: None}
+        "/etc/opendkim/TrustedHosts": None, "/etc/opendkim/unbound.conf": None, installed[0]: None}
 
 
 def test_installed_keys_lists_the_key_files(tmp_path):
