@@ -77,8 +77,8 @@ def test_signed_mail_from_mx1_passes_dkim_and_dmarc_at_mx2(servers):
     mx1, mx2 = servers
     message = send_signed(mx1, mx2, "mx1 -> mx2")
     results = auth_results(message, mx2.fqdn)
-    assert re.search(r"\bdkim=pass\b[^\n]*header\.d=example\.test", results), (results, mx2.diagnostics())
-    assert re.search(r"\bdmarc=pass\b[^\n]*header\.from=example\.test", results), (results, mx2.diagnostics())
+    assert re.search(r"\bdkim=pass\b[^\n]*header\.d=example\.test", results), f"{results}\n{mx2.diagnostics()}"
+    assert re.search(r"\bdmarc=pass\b[^\n]*header\.from=example\.test", results), f"{results}\n{mx2.diagnostics()}"
 
 
 def test_a_spoofed_from_of_a_p_reject_domain_is_rejected_by_mx2(bed, servers):
@@ -129,7 +129,7 @@ def test_a_dns_failure_during_dkim_and_dmarc_checks_never_bounces(bed, servers, 
     mx1.exec("postqueue", "-f")
     message = mx2.wait_for_message(USER2, PW2, tok, timeout=120)
     results = auth_results(message, mx2.fqdn)
-    assert "dmarc=fail" not in results and "dkim=fail" not in results, results
+    assert "dmarc=fail" not in results and "dkim=fail" not in results, f"{results}\n{mx2.diagnostics()}"
     assert not re.search(r"status=bounced[^\n]*", "\n".join(
         line for line in mx1.mail_log().splitlines() if "user2@example.org" in line and "DMARC" not in line)), \
         mx1.diagnostics()
