@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mailwright import configwrite as cw
 from ops import configdir
+from ops.opendkim.daemon import SELECTOR
 from ops.settings import domain_of
 
 from .common import CliError, Context, UsageExit
@@ -52,7 +53,6 @@ EXIT STATUS
     0 when the command succeeded; 1 when an argument is missing or invalid.
 """
 
-SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$", re.IGNORECASE)
 KEYSIZES = ("1024", "2048", "4096")
 
 
@@ -128,6 +128,28 @@ def _mkdir(path: Path, owner_of: Path) -> None:
         os.chown(path, st.st_uid, st.st_gid)
 
 
+def _signing(lines: list[str], domain: str, signing_line: str, new_key: bool) -> list[str]:
+    """SigningTable with `signing_line`. OpenDKIM signs with the first line that matches: a key
+    made now (a new selector: a rotation) replaces the domain's `*@domain` line, so the next
+    message is signed with it; for a key that existed already, the table is kept as it is
+    (running the command again changes nothing) unless the domain has no line at all."""
+    pattern = f"*@{domain}"
+    if not new_key:
+        if any(x.split() and x.split()[0].lower() == pattern for x in lines):
+            return lines
+        return [*lines, signing_line]
+    out, placed = [], False
+    for line in lines:
+        words = line.split()
+        if words and not words[0].startswith("#") and words[0].lower() == pattern:
+            if not placed:
+                out.append(signing_line)
+                placed = True
+            continue
+        out.append(line)
+    return out if placed else [*out, signing_line]
+
+
 def config_dkim(ctx: Context, args: list[str]) -> int:
     ctx.program = "open-dkim"
     keysize, selector, given = _parse(args)
@@ -170,8 +192,7 @@ def config_dkim(ctx: Context, args: list[str]) -> int:
             signing_line = f"*@{domain} {entry}"
             cw.rewrite(base / "KeyTable", lambda lines: lines if key_line in (x.strip() for x in lines)
                        else [*lines, key_line])
-            cw.rewrite(base / "SigningTable", lambda lines: lines if signing_line in (x.strip() for x in lines)
-                       else [*lines, signing_line])
+            cw.rewrite(base / "SigningTable", lambda lines: _signing(lines, domain, signing_line, domain in new_keys))
         cw.rewrite(base / "TrustedHosts",
                    lambda lines: lines if any(x.strip() for x in lines) else ["127.0.0.1", "localhost"])
     for domain in domains:

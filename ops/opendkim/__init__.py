@@ -1,0 +1,1 @@
+"""OpenDKIM: DKIM signing and verification milter for Postfix (ENABLE_OPENDKIM)."""

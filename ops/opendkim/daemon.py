@@ -1,0 +1,60 @@
+"""OpenDKIM: signs mail submitted on 465/587 and mail made locally, verifies inbound mail.
+A Postfix milter on 127.0.0.1:8891 (docker-mailserver's `inet:localhost:8891`)."""
+
+from __future__ import annotations
+
+import re
+
+from ops.daemon import Daemon, Reload
+
+# Paths and port, here rather than in config.py: the descriptor stays standard-library
+# only (the image build reads every descriptor); config.py imports them from here.
+PORT = 8891
+CONF = "/etc/opendkim.conf"           # Debian's path: its opendkim.service runs `/usr/sbin/opendkim` with it
+DIR = "/etc/opendkim"
+RUNDIR = "/run/opendkim"
+PIDFILE = f"{RUNDIR}/opendkim.pid"
+# The config folder's tables: `setup config dkim` rewrites KeyTable and SigningTable whenever it
+# adds a key, so watching them is enough to see a new or rotated key (keys are never replaced in place).
+READS = ("opendkim/KeyTable", "opendkim/SigningTable", "opendkim/TrustedHosts")
+# A DKIM selector: the rule `setup config dkim` checks its argument with and config.py checks KeyTable lines with.
+SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]*[a-z0-9])?)*$", re.IGNORECASE)
+
+
+def _files(s, cfg, tls):
+    from ops import network
+    from ops.opendkim import config
+    return config.files(s, cfg, tls, network.mynetworks(s))
+
+
+def _postfix(s, cfg):
+    from ops.opendkim import config
+    return config.postfix(s, cfg)
+
+
+# Debian's opendkim.service runs it forking, as root (it drops to `UserID` itself) after
+# tmpfiles made /run/opendkim; the container has no tmpfiles: the shell makes the folder,
+# writes its pid (which `exec` hands to opendkim) and runs it in the foreground (-f).
+FOREGROUND = (
+    "/bin/sh", "-c",
+    f"install -d -o opendkim -g opendkim -m 0750 {RUNDIR} && echo $$ > {PIDFILE} && "
+    f"exec /usr/sbin/opendkim -f -x {CONF}",
+)
+
+DAEMON = Daemon(
+    name="opendkim",
+    packages=("opendkim",),
+    enabled=lambda s: s.ENABLE_OPENDKIM,
+    foreground=FOREGROUND,
+    unit="opendkim.service",
+    pidfile=PIDFILE,
+    # SIGUSR1: OpenDKIM re-reads its configuration file and re-opens every table (KeyTable,
+    # SigningTable, TrustedHosts) it names; new keys sign without a restart. Debian's unit has
+    # `ExecReload=/bin/kill -USR1 $MAINPID`.
+    reload=Reload("signal", signal="USR1"),
+    ports=lambda s: (PORT,) if s.ENABLE_OPENDKIM else (),
+    reads=READS,
+    files=_files,
+    postfix=_postfix,
+    order=40,      # before Postfix (90), which hands it every message
+)

@@ -1,0 +1,1 @@
+"""OpenDMARC: DMARC verification milter for Postfix, after OpenDKIM (ENABLE_OPENDMARC)."""

@@ -1,0 +1,48 @@
+"""OpenDMARC: DMARC verification milter on 127.0.0.1:8893, after OpenDKIM (docker-mailserver's
+`inet:localhost:8893`)."""
+
+from __future__ import annotations
+
+from ops.daemon import Daemon, Reload
+
+PORT = 8893
+CONF = "/etc/opendmarc.conf"          # Debian's path: its opendmarc.service runs `/usr/sbin/opendmarc` with it
+IGNORE_HOSTS = "/etc/opendmarc/ignore.hosts"
+RUNDIR = "/run/opendmarc"
+PIDFILE = f"{RUNDIR}/opendmarc.pid"
+
+
+def _files(s, cfg, tls):
+    from ops import network
+    from ops.opendmarc import config
+    return config.files(s, cfg, tls, network.mynetworks(s))
+
+
+def _postfix(s, cfg):
+    from ops.opendmarc import config
+    return config.postfix(s, cfg)
+
+
+FOREGROUND = (
+    "/bin/sh", "-c",
+    f"install -d -o opendmarc -g opendmarc -m 0750 {RUNDIR} && echo $$ > {PIDFILE} && "
+    f"exec /usr/sbin/opendmarc -f -c {CONF}",
+)
+
+DAEMON = Daemon(
+    name="opendmarc",
+    # dbconfig-no-thanks: opendmarc depends on `dbconfig-mysql | dbconfig-no-thanks`; without it apt
+    # picks the MySQL client and the post-install asks for a reports database. mailwright keeps no
+    # DMARC report history (no database).
+    packages=("opendmarc", "dbconfig-no-thanks"),
+    enabled=lambda s: s.ENABLE_OPENDMARC,
+    foreground=FOREGROUND,
+    unit="opendmarc.service",
+    pidfile=PIDFILE,
+    # SIGUSR1 re-reads the configuration (Debian's unit: `ExecReload=/bin/kill -USR1 $MAINPID`).
+    reload=Reload("signal", signal="USR1"),
+    ports=lambda s: (PORT,) if s.ENABLE_OPENDMARC else (),
+    files=_files,
+    postfix=_postfix,
+    order=41,      # after OpenDKIM (40), before Postfix (90)
+)

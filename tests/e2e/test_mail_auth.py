@@ -1,0 +1,144 @@
+"""DKIM and DMARC between two servers over a real DNS (issue 10), on the test bed
+(tests/harness/dnsbed.py): mx1.example.test signs, mx2.example.org verifies.
+
+The DKIM public key is the one `setup config dkim` generated on mx1 (read from its config folder,
+published in the bed's DNS); SPF and DMARC records are set per case. Both servers deliver to each
+other over port 25 through the bed's MX records. Every wait is a bounded poll.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from harness import clients as c
+
+pytestmark = pytest.mark.docker
+
+USER1, PW1 = "user1@example.test", "user1-Secret!"
+USER2, PW2 = "user2@example.org", "user2-Secret!"
+ENV = {"SSL_TYPE": "manual", "SSL_CERT_PATH": "/tmp/docker-mailserver/ssl/cert.pem",
+       "SSL_KEY_PATH": "/tmp/docker-mailserver/ssl/key.pem", "ENABLE_OPENDKIM": "1",
+       "ENABLE_OPENDMARC": "1", "ENABLE_POLICYD_SPF": "0"}
+
+
+def txt_record(zone_line: str) -> str:
+    """`mail._domainkey IN TXT ( "v=DKIM1; ..." "p=..." )` -> the record's text."""
+    return "".join(re.findall(r'"([^"]*)"', zone_line))
+
+
+@pytest.fixture(scope="module")
+def servers(bed):
+    mx1 = bed.server("mx1.example.test", accounts={USER1: PW1}, env=dict(ENV), start=False)
+    mx2 = bed.server("mx2.example.org", accounts={USER2: PW2}, env=dict(ENV), start=False)
+    for box in (mx1, mx2):
+        box.start(wait=False)
+    for box in (mx1, mx2):
+        box.wait_ready()
+    mx1.setup("config", "dkim", "keysize", "1024", "domain", "example.test")
+    key = (mx1.volumes.config / "opendkim" / "keys" / "example.test" / "mail.txt").read_text()
+    bed.dns.txt("mail._domainkey.example.test", txt_record(key))
+    bed.dns.txt("example.test", f"v=spf1 ip4:{mx1.ip} -all")
+    bed.dns.txt("_dmarc.example.test", "v=DMARC1; p=reject")
+    bed.dns.txt("example.org", f"v=spf1 ip4:{mx2.ip} -all")
+    # mx1 signs once its change poller has applied the new key.
+    deadline = time.monotonic() + 60
+    while "mail._domainkey.example.test" not in mx1.read_file("/etc/opendkim/KeyTable"):
+        assert time.monotonic() < deadline, mx1.diagnostics()
+        time.sleep(0.5)
+    return mx1, mx2
+
+
+def auth_results(message: bytes, authserv: str) -> str:
+    """Every Authentication-Results header of `authserv`, unfolded, one per line."""
+    head = message.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode(errors="replace")
+    head = re.sub(r"\n[ \t]+", " ", head)
+    return "\n".join(line for line in head.split("\n")
+                     if re.match(rf"Authentication-Results:\s*{re.escape(authserv)};", line, re.I))
+
+
+def send_signed(mx1, mx2, what: str, timeout: float = 90) -> bytes:
+    """user1@example.test -> user2@example.org through mx1 (587) and mx2 (25), until mx2 reports
+    a DKIM result other than none (the first message may beat mx1's reload of its new key)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tok = c.token("auth")
+        assert mx1.submit(USER1, PW1, c.make_message(USER1, USER2, tok), to=[USER2]) == {}
+        message = mx2.wait_for_message(USER2, PW2, tok, timeout=90)
+        results = auth_results(message, mx2.fqdn)
+        if "dkim=none" not in results or time.monotonic() > deadline:
+            return message
+        time.sleep(1)
+
+
+def test_signed_mail_from_mx1_passes_dkim_and_dmarc_at_mx2(servers):
+    mx1, mx2 = servers
+    message = send_signed(mx1, mx2, "mx1 -> mx2")
+    results = auth_results(message, mx2.fqdn)
+    assert re.search(r"\bdkim=pass\b[^\n]*header\.d=example\.test", results), f"{results}\n{mx2.diagnostics()}"
+    assert re.search(r"\bdmarc=pass\b[^\n]*header\.from=example\.test", results), f"{results}\n{mx2.diagnostics()}"
+
+
+def test_a_spoofed_from_of_a_p_reject_domain_is_rejected_by_mx2(bed, servers):
+    """user1 on mx1 writes `From: ceo@victim.example.net`: SPF passes for example.test but is not
+    aligned, nothing signs for victim.example.net, and victim publishes p=reject: mx2 refuses it at
+    SMTP time (550); it never reaches user2."""
+    mx1, mx2 = servers
+    bed.dns.txt("victim.example.net", "v=spf1 -all")
+    bed.dns.txt("_dmarc.victim.example.net", "v=DMARC1; p=reject")
+    tok = c.token("spoof")
+    msg = c.make_message(USER1, USER2, tok)
+    msg.replace_header("From", "ceo@victim.example.net")
+    assert mx1.submit(USER1, PW1, msg, to=[USER2]) == {}
+    deadline = time.monotonic() + 90
+    pattern = re.compile(r"status=bounced \(host mx2\.example\.org\[[0-9.]+\] said: 550 5\.7\.1 [^\n]*DMARC")
+    while not pattern.search(mx1.mail_log()):
+        assert time.monotonic() < deadline, ("no DMARC rejection by mx2 in mx1's log", mx1.diagnostics(),
+                                             mx2.diagnostics())
+        time.sleep(1)
+    with mx2.imaps() as imap:
+        imap.login(USER2, PW2)
+        assert c.find_message(imap, "INBOX", tok) is None
+
+
+@pytest.mark.parametrize("failure", ["servfail", "timeout"])
+def test_a_dns_failure_during_dkim_and_dmarc_checks_never_bounces(bed, servers, failure):
+    """The DKIM key and the DMARC record of example.test fail to resolve at mx2: the message is
+    accepted (temperror) or deferred (4xx), never bounced; once DNS answers it arrives."""
+    mx1, mx2 = servers
+    bed.dns.fail("mail._domainkey.example.test", failure)
+    bed.dns.fail("_dmarc.example.test", failure)
+    tok = c.token(f"dns-{failure}")
+    try:
+        assert mx1.submit(USER1, PW1, c.make_message(USER1, USER2, tok), to=[USER2]) == {}
+        # Either delivered, or deferred by mx2 with a 4xx (mx1 keeps it queued).
+        deadline = time.monotonic() + 120
+        while True:
+            log = mx1.mail_log()
+            delivered = _has_message(mx2, tok)
+            deferred = re.search(r"to=<" + re.escape(USER2) + r">.*status=deferred \(host mx2[^\n]* said: 4", log)
+            if delivered or deferred:
+                break
+            assert time.monotonic() < deadline, (mx1.diagnostics(), mx2.diagnostics())
+            time.sleep(1)
+    finally:
+        bed.dns.heal("mail._domainkey.example.test")
+        bed.dns.heal("_dmarc.example.test")
+    mx1.exec("postqueue", "-f")
+    message = mx2.wait_for_message(USER2, PW2, tok, timeout=120)
+    results = auth_results(message, mx2.fqdn)
+    assert "dmarc=fail" not in results and "dkim=fail" not in results, f"{results}\n{mx2.diagnostics()}"
+    assert not re.search(r"status=bounced[^\n]*", "\n".join(
+        line for line in mx1.mail_log().splitlines() if "user2@example.org" in line and "DMARC" not in line)), \
+        mx1.diagnostics()
+
+
+def _has_message(box, tok: str) -> bool:
+    try:
+        with box.imaps() as imap:
+            imap.login(USER2, PW2)
+            return c.find_message(imap, "INBOX", tok) is not None
+    except OSError:
+        return False

@@ -1,0 +1,334 @@
+"""OpenDKIM (ops/opendkim): its descriptor, its files, the config folder's opendkim/ tables and keys,
+its Postfix hook, and `setup config dkim` feeding it (rotation: the new selector signs).
+
+Pure: nothing here starts OpenDKIM (tests/e2e/test_dkim.py does). Keys are made with openssl,
+as `setup config dkim` makes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from ops import configdir, daemons, plan, settings as S, tls as tls_mod
+from ops.daemon import PostfixHooks
+from ops.opendkim import config
+from ops.opendkim.daemon import DAEMON, FOREGROUND
+
+FQDN = "mail.example.test"
+REPO = Path(__file__).resolve().parents[2]
+needs_openssl = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl is not installed")
+
+
+def load(**env) -> S.Settings:
+    return S.load(environ={"MAILWRIGHT_INIT": "container", **{k: str(v) for k, v in env.items()}}, fqdn=FQDN)
+
+
+def folder_with(tmp_path, files: dict[str, str | bytes] | None = None) -> Path:
+    folder = tmp_path / "config"
+    folder.mkdir(exist_ok=True)
+    for name, text in (files or {}).items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return folder
+
+
+def render(tmp_path, files=None, mynetworks=(), installed=(), resolvers=(), **env) -> dict[str, config.ConfigFile]:
+    folder = folder_with(tmp_path, files)
+    out = config.files(load(**env), configdir.read(folder), None, list(mynetworks), list(installed), list(resolvers))
+    return {f.path: f for f in out}
+
+
+def body(f) -> list[str]:
+    """A generated table's lines, without its comment header."""
+    return [line for line in f.content.splitlines() if not line.startswith("#")]
+
+
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----\n"
+KEYTABLE = ("mail._domainkey.example.test example.test:mail:/etc/opendkim/keys/example.test/mail.private\n"
+            "mail._domainkey.other.test other.test:mail:/etc/opendkim/keys/other.test/mail.private\n")
+SIGNING = "*@example.test mail._domainkey.example.test\n*@other.test mail._domainkey.other.test\n"
+GOOD = {"opendkim/KeyTable": KEYTABLE, "opendkim/SigningTable": SIGNING, "opendkim/TrustedHosts": "127.0.0.1\nlocalhost\n",
+        "opendkim/keys/example.test/mail.private": PEM, "opendkim/keys/other.test/mail.private": PEM,
+        "opendkim/keys/example.test/mail.txt": "mail._domainkey IN TXT ( \"v=DKIM1; p=...\" )\n"}
+
+
+# --- the descriptor -----------------------------------------------------------------------------------
+
+def test_opendkim_is_found_by_its_folder_and_starts_before_postfix():
+    assert daemons.by_name("opendkim") is DAEMON
+    names = [d.name for d in daemons.all_daemons()]
+    assert names.index("opendkim") < names.index("opendmarc") < names.index("postfix")
+
+
+def test_descriptor_fields():
+    assert DAEMON.packages == ("opendkim",)
+    assert DAEMON.unit == "opendkim.service"
+    assert DAEMON.pidfile == "/run/opendkim/opendkim.pid"
+    assert (DAEMON.reload.kind, DAEMON.reload.signal) == ("signal", "USR1")
+    assert DAEMON.reads == ("opendkim/KeyTable", "opendkim/SigningTable", "opendkim/TrustedHosts")
+    assert DAEMON.secrets == () and DAEMON.state == ()
+
+
+def test_enabled_by_default_like_docker_mailserver_and_ports_follow_it():
+    on, off = load(), load(ENABLE_OPENDKIM=0)
+    assert DAEMON.enabled(on) and not DAEMON.enabled(off)
+    assert DAEMON.ports(on) == (8891,) and DAEMON.ports(off) == ()
+
+
+def test_the_change_poller_watches_the_tables(tmp_path):
+    folder = folder_with(tmp_path)
+    s = S.load(host_data={"MAILWRIGHT_INIT": "container", "MAILWRIGHT_CONFIG_DIR": str(folder)}, environ={}, fqdn=FQDN)
+    watched = plan.watched_paths(s, configdir.read(folder), tls_mod.resolve(s, str(folder)))
+    for name in ("KeyTable", "SigningTable", "TrustedHosts"):
+        assert str(folder / "opendkim" / name) in watched
+    s_off = S.load(host_data={"MAILWRIGHT_INIT": "container", "MAILWRIGHT_CONFIG_DIR": str(folder)},
+                   environ={"ENABLE_OPENDKIM": "0"}, fqdn=FQDN)
+    watched = plan.watched_paths(s_off, configdir.read(folder), tls_mod.resolve(s_off, str(folder)))
+    assert str(folder / "opendkim" / "KeyTable") not in watched
+
+
+def test_postfix_hook_is_both_milter_lists_only_when_enabled(tmp_path):
+    cfg = configdir.read(tmp_path)
+    assert DAEMON.postfix(load(), cfg) == PostfixHooks(smtpd_milters=((10, "inet:127.0.0.1:8891"),),
+                                                       non_smtpd_milters=((10, "inet:127.0.0.1:8891"),))
+    assert DAEMON.postfix(load(ENABLE_OPENDKIM=0), cfg) == PostfixHooks()
+
+
+def test_main_cf_gets_the_milters_and_keeps_postfixs_tempfail(tmp_path):
+    """OpenDKIM then OpenDMARC; no milter_default_action line: Postfix's default (tempfail) defers
+    mail while a milter is down, where docker-mailserver's `accept` would let it through unsigned."""
+    folder = folder_with(tmp_path)
+    s = S.load(host_data={"MAILWRIGHT_INIT": "systemd", "MAILWRIGHT_CONFIG_DIR": str(folder)}, environ={}, fqdn=FQDN)
+    main = {f.path: f.content for f in plan.files(s, configdir.read(folder))}["/etc/postfix/main.cf"]
+    assert "\nsmtpd_milters = inet:127.0.0.1:8891, inet:127.0.0.1:8893\n" in main
+    assert "\nnon_smtpd_milters = inet:127.0.0.1:8891, inet:127.0.0.1:8893\n" in main
+    assert "milter_default_action" not in main
+    s = S.load(host_data={"MAILWRIGHT_INIT": "systemd", "MAILWRIGHT_CONFIG_DIR": str(folder)},
+               environ={"ENABLE_OPENDMARC": "0"}, fqdn=FQDN)
+    main = {f.path: f.content for f in plan.files(s, configdir.read(folder))}["/etc/postfix/main.cf"]
+    assert "\nsmtpd_milters = inet:127.0.0.1:8891\n" in main
+
+
+# --- /etc/opendkim.conf and the foreground command ---------------------------------------------------------
+
+def test_conf_names_the_fqdn_the_socket_and_the_tables(tmp_path):
+    conf = render(tmp_path)["/etc/opendkim.conf"]
+    lines = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in conf.content.splitlines()
+             if line.strip() and not line.startswith("#")}
+    assert lines["AuthservID"] == FQDN
+    assert lines["Socket"] == "inet:8891@127.0.0.1"
+    assert lines["PidFile"] == "/run/opendkim/opendkim.pid"
+    assert lines["Mode"] == "sv"
+    assert lines["KeyTable"] == "file:/etc/opendkim/KeyTable"
+    assert lines["SigningTable"] == "refile:/etc/opendkim/SigningTable"
+    assert lines["InternalHosts"] == lines["ExternalIgnoreList"] == "file:/etc/opendkim/TrustedHosts"
+    assert lines["UserID"] == "opendkim:opendkim"
+    assert "TrustAnchorFile" not in lines
+    assert conf.reloads is None                        # its own daemon: reloaded (SIGUSR1) when it changes
+
+
+def test_opendkim_asks_the_systems_dns_servers(tmp_path):
+    """libunbound ignores resolv.conf: without `Nameservers` OpenDKIM would skip the machine's DNS."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("# docker\nsearch example.test\nnameserver 10.231.25.53\nnameserver ::1\n"
+                      "nameserver not-an-ip\nnameserver 10.231.25.53\noptions timeout:1\n")
+    assert config.nameservers(str(resolv)) == ["10.231.25.53", "::1"]
+    assert config.nameservers(str(tmp_path / "absent")) == []
+    conf = render(tmp_path, resolvers=["10.231.25.53", "::1"])["/etc/opendkim.conf"].content
+    assert "\nNameservers\t\t10.231.25.53,::1\n" in conf
+    assert "Nameservers" not in render(tmp_path, resolvers=[])["/etc/opendkim.conf"].content
+    # libunbound would answer NXDOMAIN itself for names under test. (RFC 6761) without asking them.
+    assert "\nResolverConfiguration\t/etc/opendkim/unbound.conf\n" in conf
+    unbound = render(tmp_path)["/etc/opendkim/unbound.conf"].content
+    assert 'local-zone: "test." nodefault' in unbound and unbound.count("\nserver:\n") == 1
+
+
+def test_foreground_makes_the_run_folder_and_execs_opendkim(tmp_path):
+    """The supervisor's command run by sh, its absolute paths pointed at stand-ins."""
+    rundir, fake, argv_out, pid_out = tmp_path / "run", tmp_path / "opendkim", tmp_path / "argv", tmp_path / "pid"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid_out}\nprintf '%s\\n' \"$@\" > {argv_out}\n")
+    fake.chmod(0o755)
+    me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    script = (FOREGROUND[2].replace("/run/opendkim", str(rundir)).replace("/usr/sbin/opendkim", str(fake))
+              .replace("-o opendkim -g opendkim", f"-o {me} -g $(id -gn)"))
+    subprocess.run(["/bin/sh", "-c", script], check=True)
+    assert argv_out.read_text().splitlines() == ["-f", "-x", "/etc/opendkim.conf"]
+    assert (rundir / "opendkim.pid").read_text().strip() == pid_out.read_text().strip()
+    assert (rundir.stat().st_mode & 0o777) == 0o750
+
+
+# --- the config folder's opendkim/ -------------------------------------------------------------------------
+
+def test_tables_and_keys_from_the_config_folder(tmp_path):
+    files = render(tmp_path, GOOD, mynetworks=["127.0.0.0/8", "[::1]/128", "172.16.0.0/12"])
+    assert body(files["/etc/opendkim/KeyTable"]) == KEYTABLE.splitlines()
+    assert body(files["/etc/opendkim/SigningTable"]) == SIGNING.splitlines()
+    # Loopback first (locally made mail is signed), then the folder's, then PERMIT_DOCKER's networks.
+    assert body(files["/etc/opendkim/TrustedHosts"]) == ["127.0.0.1", "::1", "localhost", "127.0.0.0/8",
+                                                         "::1/128", "172.16.0.0/12"]
+    for domain in ("example.test", "other.test"):
+        key = files[f"/etc/opendkim/keys/{domain}/mail.private"]
+        assert key.content == PEM
+        assert (key.mode, key.owner, key.group) == (0o600, "opendkim", "opendkim")
+    # The public .txt record stays in the config folder.
+    assert not any(p.endswith(".txt") for p in files)
+    # Tables and keys reload OpenDKIM when they change (SIGUSR1: no restart).
+    assert all(f.reloads is None for f in files.values())
+
+
+def test_without_keys_opendkim_still_verifies(tmp_path):
+    files = render(tmp_path)
+    assert body(files["/etc/opendkim/KeyTable"]) == []
+    assert body(files["/etc/opendkim/SigningTable"]) == []
+    assert body(files["/etc/opendkim/TrustedHosts"]) == ["127.0.0.1", "::1", "localhost"]
+    assert not any("/keys/" in p for p in files)
+
+
+def test_a_key_removed_from_the_config_folder_is_removed(tmp_path):
+    stale = "/etc/opendkim/keys/gone.test/old.private"
+    files = render(tmp_path, GOOD, installed=[stale, "/etc/opendkim/keys/example.test/mail.private"])
+    assert files[stale].content is None
+    assert files["/etc/opendkim/keys/example.test/mail.private"].content == PEM
+
+
+def test_off_means_gone_private_keys_included(tmp_path):
+    installed = ["/etc/opendkim/keys/example.test/mail.private"]
+    files = render(tmp_path, GOOD, installed=installed, ENABLE_OPENDKIM=0)
+    assert {p: f.content for p, f in files.items()} == {
+        "/etc/opendkim.conf": None, "/etc/opendkim/KeyTable": None, "/etc/opendkim/SigningTable": None,
+        "/etc/opendkim/TrustedHosts": None, "/etc/opendkim/unbound.conf": None, installed[0]: None}
+
+
+def test_installed_keys_lists_the_key_files(tmp_path):
+    (tmp_path / "a.test").mkdir()
+    (tmp_path / "a.test" / "mail.private").write_text(PEM)
+    (tmp_path / "loose").write_text("x")
+    (tmp_path / "b.test").symlink_to(tmp_path / "a.test")
+    assert config.installed_keys(str(tmp_path)) == [str(tmp_path / "a.test" / "mail.private")]
+    assert config.installed_keys(str(tmp_path / "missing")) == []
+
+
+@pytest.mark.parametrize("source, line, why", [
+    ("opendkim/KeyTable", "name-only", "expected 'name domain:selector:"),
+    ("opendkim/KeyTable", "k bad_domain:mail:/etc/opendkim/keys/x/mail.private", "is not a domain"),
+    ("opendkim/KeyTable", "k a.test:bad selector:/etc/opendkim/keys/x/mail.private", "expected 'name"),
+    ("opendkim/KeyTable", "k a.test:-bad:/etc/opendkim/keys/a.test/mail.private", "not a valid DNS label"),
+    ("opendkim/KeyTable", "k a.test:mail:/etc/shadow", "keys are read from /etc/opendkim/keys"),
+    ("opendkim/KeyTable", "k a.test:mail:/etc/opendkim/keys/../../shadow.private", "keys are read from"),
+    ("opendkim/KeyTable", "k a.test:mail:/etc/opendkim/keys/a.test/absent.private", "does not exist"),
+    ("opendkim/KeyTable", "k a.test:mail:/etc/opendkim/keys/a.test/notpem.private", "not a PEM private key"),
+    ("opendkim/KeyTable", "mail._domainkey.example.test a.test:mail:/etc/opendkim/keys/a.test/mail.private",
+     "already defined above"),
+    ("opendkim/SigningTable", "*@a.test unknown._domainkey.a.test", "names no key"),
+    ("opendkim/SigningTable", "*@a.test", "expected 'pattern keyname'"),
+    ("opendkim/SigningTable", "*@a\x01.test mail._domainkey.example.test", "not an address pattern"),
+    ("opendkim/TrustedHosts", "999.1.2.3", "not an IP address"),
+    ("opendkim/TrustedHosts", "host!name", "not an IP address or network, a host name"),
+])
+def test_malformed_lines_are_skipped_and_named(tmp_path, caplog, source, line, why):
+    caplog.set_level(logging.ERROR, logger="mailwright.config")
+    given = {**GOOD, "opendkim/keys/a.test/mail.private": PEM, "opendkim/keys/a.test/notpem.private": "not a key\n"}
+    given[source] = given[source] + line + "\n"
+    files = render(tmp_path, given)
+    target = {"opendkim/KeyTable": "/etc/opendkim/KeyTable", "opendkim/SigningTable": "/etc/opendkim/SigningTable",
+              "opendkim/TrustedHosts": "/etc/opendkim/TrustedHosts"}[source]
+    n = len(GOOD[source].splitlines()) + 1
+    assert f"{source}:{n}: " in caplog.text and why in caplog.text and "line skipped" in caplog.text
+    # Everything else is kept as it was.
+    assert body(files["/etc/opendkim/KeyTable"]) == KEYTABLE.splitlines()
+    assert body(files["/etc/opendkim/SigningTable"]) == SIGNING.splitlines()
+    assert body(files["/etc/opendkim/TrustedHosts"]) == ["127.0.0.1", "::1", "localhost"]
+    assert target in files
+
+
+def test_a_signing_line_whose_key_is_missing_is_left_out(tmp_path, caplog):
+    """A KeyTable line without its key goes, and so does the SigningTable line naming it: OpenDKIM
+    would otherwise fail every message from that domain."""
+    given = {k: v for k, v in GOOD.items() if k != "opendkim/keys/other.test/mail.private"}
+    files = render(tmp_path, given)
+    assert body(files["/etc/opendkim/KeyTable"]) == KEYTABLE.splitlines()[:1]
+    assert body(files["/etc/opendkim/SigningTable"]) == SIGNING.splitlines()[:1]
+    assert "opendkim/SigningTable:2: 'mail._domainkey.other.test' names no key" in caplog.text
+
+
+def test_symbolic_links_are_not_followed(tmp_path, caplog):
+    outside = tmp_path / "outside"
+    (outside / "k").mkdir(parents=True)
+    (outside / "k" / "mail.private").write_text(PEM)
+    folder = folder_with(tmp_path, {"opendkim/KeyTable": "k a.test:mail:/etc/opendkim/keys/a.test/mail.private\n"})
+    (folder / "opendkim" / "keys").mkdir()
+    (folder / "opendkim" / "keys" / "a.test").symlink_to(outside / "k")
+    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [], [])}
+    assert body(files["/etc/opendkim/KeyTable"]) == []
+    assert "opendkim/keys/a.test is a symbolic link" in caplog.text
+
+
+_word = st.text(st.sampled_from(list("ab.-_@/:!*0123456789 \t#%")), max_size=30)
+
+
+@given(st.lists(_word, max_size=6))
+@hsettings(max_examples=150, deadline=None)
+def test_trusted_hosts_parser_keeps_only_what_it_would_keep_again(words):
+    for word in words:
+        kept, why = config.check_trusted(word)
+        if kept is not None:
+            assert kept and not any(ch.isspace() for ch in kept) and "#" not in kept[1:]
+            assert config.check_trusted(kept) == (kept, "")
+        else:
+            assert why
+
+
+def test_opendkim_settings_are_implemented(caplog):
+    load(ENABLE_OPENDKIM=1)
+    assert "not implemented" not in caplog.text
+
+
+# --- `setup config dkim`: what it writes is what OpenDKIM gets; a new selector signs -------------------------
+
+def setup_cli(config_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILWRIGHT_")}
+    env.update(MAILWRIGHT_CONFIG_DIR=str(config_dir), MAILWRIGHT_MAIL_ROOT=str(config_dir.parent / "mail"),
+               MAILWRIGHT_DMS_SETTINGS=str(config_dir.parent / "dms-settings"),
+               MAILWRIGHT_LOG_DIR=str(config_dir.parent / "log"), PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "mailwright.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@needs_openssl
+def test_setup_config_dkim_output_is_taken_whole_and_a_rotation_signs_with_the_new_selector(tmp_path, caplog):
+    folder = folder_with(tmp_path)
+    for d in ("mail", "log"):
+        (tmp_path / d).mkdir()
+    r = setup_cli(folder, "config", "dkim", "keysize", "1024", "domain", "example.test,other.test")
+    assert r.returncode == 0, r.stderr
+    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [], [])}
+    assert "line skipped" not in caplog.text and "file skipped" not in caplog.text
+    assert body(files["/etc/opendkim/SigningTable"]) == ["*@example.test mail._domainkey.example.test",
+                                                         "*@other.test mail._domainkey.other.test"]
+    assert files["/etc/opendkim/keys/example.test/mail.private"].content == \
+        (folder / "opendkim/keys/example.test/mail.private").read_text()
+
+    # Rotation: a new selector for one domain replaces its signing line (OpenDKIM signs with the
+    # first line that matches: appended, the old key would go on signing).
+    r = setup_cli(folder, "config", "dkim", "keysize", "1024", "selector", "2026b", "domain", "example.test")
+    assert r.returncode == 0, r.stderr
+    files = {f.path: f for f in config.files(load(), configdir.read(folder), None, [], [], [])}
+    assert body(files["/etc/opendkim/SigningTable"]) == ["*@example.test 2026b._domainkey.example.test",
+                                                         "*@other.test mail._domainkey.other.test"]
+    assert "2026b._domainkey.example.test example.test:2026b:/etc/opendkim/keys/example.test/2026b.private" \
+        in body(files["/etc/opendkim/KeyTable"])
+    assert "/etc/opendkim/keys/example.test/2026b.private" in files
+
+    # Running it again for an existing key changes nothing (no switch back to `mail`).
+    before = (folder / "opendkim/SigningTable").read_bytes()
+    assert setup_cli(folder, "config", "dkim", "keysize", "1024", "domain", "example.test").returncode == 0
+    assert (folder / "opendkim/SigningTable").read_bytes() == before
