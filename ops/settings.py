@@ -159,8 +159,9 @@ class Settings:
     SPAM_SUBJECT: str = opt("", "subject prefix for spam (global before-sieve)", **LATER)
     MOVE_SPAM_TO_JUNK: bool = opt(True, "file spam into Junk (global after-sieve)", **LATER)
     MARK_SPAM_AS_READ: bool = opt(False, "mark spam as read (global after-sieve)", **LATER)
-    ENABLE_CLAMAV: bool = opt(False, "ClamAV through Amavis", **LATER)
-    CLAMAV_MESSAGE_SIZE_LIMIT: str = opt("25M", "largest file ClamAV scans", pattern=SIZE, **LATER)
+    ENABLE_CLAMAV: bool = opt(False, "ClamAV through Amavis (ops/clamav)")
+    CLAMAV_MESSAGE_SIZE_LIMIT: str = opt("25M", "largest file ClamAV scans (clamd MaxFileSize/MaxScanSize; at most 4000M)",
+                                         pattern=SIZE)
     ENABLE_POSTGREY: bool = opt(False, "greylisting with Postgrey (port 25; ops/postgrey)")
     POSTGREY_DELAY: int = opt(300, "greylisting delay, seconds (postgrey reads 0 as 300)", minimum=1)
     POSTGREY_MAX_AGE: int = opt(35, "days a triplet is remembered (postgrey reads 0 as 35)", minimum=1)
