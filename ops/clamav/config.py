@@ -3,8 +3,9 @@
 - `/etc/clamav/clamd.conf`: the socket Amavis asks, the signature folder, the log in the log
   volume (`clamav.log`, docker-mailserver's), `MaxFileSize`/`MaxScanSize` from
   CLAMAV_MESSAGE_SIZE_LIMIT (docker-mailserver's mapping).
-- `/etc/clamav/freshclam.conf`: what the scheduled freshclam job reads (log `freshclam.log`;
-  clamd told to reload after an update). The download source is freshclam's built-in default.
+- freshclam (the scheduled job) reads Debian's own `/etc/clamav/freshclam.conf` (the package's,
+  with its download servers, left as Debian made it); `run.sh` overrides on its command line the
+  folder, the user, the log (`freshclam.log` in the log volume) and clamd's reload after an update.
 - `/etc/amavis/conf.d/55-mailwright-clamav`: Amavis's `@av_scanners` = clamd on its socket, and
   no backup scanner, only when Amavis is on too: a clamd that does not answer then makes Amavis
   defer the mail (4xx) instead of passing it unscanned. Changing it reloads Amavis.
@@ -19,15 +20,13 @@ from __future__ import annotations
 import logging
 import re
 
-from ops.clamav.daemon import (AMAVIS_SNIPPET, CLAMD_CONF, FRESHCLAM_CONF, PIDFILE, RUN_SH, SOCKET,  # noqa: F401
-                               STATE, UNIT_FILE)
+from ops.clamav.daemon import AMAVIS_SNIPPET, CLAMD_CONF, PIDFILE, RUN_SH, SOCKET, STATE, UNIT_FILE
 from ops.render import ConfigFile, rendered
 from ops.settings import Settings
 
 log = logging.getLogger("mailwright.config")
 
 CLAMAV_LOG = "/var/log/mail/clamav.log"
-FRESHCLAM_LOG = "/var/log/mail/freshclam.log"
 # clamd reads sizes into 32 bits and cannot scan files over 2 GB; docker-mailserver warns above 2G/4000M.
 LARGEST = 4000 * 1024 ** 2
 SCANNABLE = 2 * 1024 ** 3
@@ -54,15 +53,10 @@ def files(s: Settings, _cfg=None, _tls=None) -> list[ConfigFile]:
     systemd = s.MAILWRIGHT_INIT == "systemd"
     if not s.ENABLE_CLAMAV:
         # Off means gone (ops.plan removes these paths for a disabled daemon anyway).
-        return [ConfigFile(p, None) for p in (CLAMD_CONF, FRESHCLAM_CONF, AMAVIS_SNIPPET, UNIT_FILE)]
+        return [ConfigFile(p, None) for p in (CLAMD_CONF, AMAVIS_SNIPPET, UNIT_FILE)]
     size = size_bytes(s.CLAMAV_MESSAGE_SIZE_LIMIT)
-    ctx = dict(size=size, socket=SOCKET, pidfile=PIDFILE, database=STATE, log=CLAMAV_LOG,
-               freshclam_log=FRESHCLAM_LOG, clamd_conf=CLAMD_CONF, run_sh=RUN_SH)
-    out = [
-        rendered(CLAMD_CONF, ctx),
-        # Read by each freshclam run: nothing running to reload.
-        rendered(FRESHCLAM_CONF, ctx, reloads=()),
-    ]
+    ctx = dict(size=size, socket=SOCKET, pidfile=PIDFILE, database=STATE, log=CLAMAV_LOG, run_sh=RUN_SH)
+    out = [rendered(CLAMD_CONF, ctx)]
     if s.ENABLE_AMAVIS:
         out.append(rendered(AMAVIS_SNIPPET, ctx, reloads=("amavis",)))
     else:

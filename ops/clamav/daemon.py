@@ -15,7 +15,6 @@ from ops.daemon import Daemon, Job, Reload
 RUNTIME = "/opt/mailwright"                     # ops.facts.RUNTIME: the runtime on every target
 RUN_SH = f"{RUNTIME}/ops/clamav/run.sh"
 CLAMD_CONF = "/etc/clamav/clamd.conf"
-FRESHCLAM_CONF = "/etc/clamav/freshclam.conf"
 SOCKET = "/run/clamav/clamd.ctl"                # Debian's, and the one of Debian's 15-av_scanners
 PIDFILE = "/run/clamav/clamd.pid"
 STATE = "/var/lib/clamav"

@@ -14,7 +14,6 @@ set -u
 
 # The MW_CLAMAV_* overrides exist for tests/unit/test_clamav_templates.py only.
 CLAMD_CONF=/etc/clamav/clamd.conf          # ops/clamav/daemon.py CLAMD_CONF
-FRESHCLAM_CONF=/etc/clamav/freshclam.conf  # FRESHCLAM_CONF
 DB=${MW_CLAMAV_DB:-/var/lib/clamav}        # STATE
 RUNDIR=${MW_CLAMAV_RUNDIR:-/run/clamav}    # holds SOCKET and PIDFILE
 LOGDIR=${MW_CLAMAV_LOGDIR:-/var/log/mail}
@@ -88,7 +87,8 @@ run_clamd() {
         fi
         [ -n "$told" ] && say "virus signatures found in $DB: starting clamd"
         told=
-        "$CLAMD" --foreground=true --config-file="$CLAMD_CONF" </dev/null &
+        # Its log is clamav.log; in the foreground clamd also copies it to stdout: not again there.
+        "$CLAMD" --foreground=true --config-file="$CLAMD_CONF" </dev/null >/dev/null &
         child=$!
         # A trapped TERM ends `wait` early: wait again until clamd has really exited.
         rc=0
@@ -108,7 +108,10 @@ run_clamd() {
 
 run_freshclam() {
     prepare
-    "$FRESHCLAM" --config-file="$FRESHCLAM_CONF" --stdout
+    # Debian's /etc/clamav/freshclam.conf (its download servers); the rest as mailwright keeps it.
+    # Its account of each attempt goes to freshclam.log only; the line below sums up a failure.
+    "$FRESHCLAM" --datadir="$DB" --user="$USER_" --log="$LOGDIR/freshclam.log" \
+        --daemon-notify="$CLAMD_CONF" --foreground >/dev/null 2>&1
     rc=$?
     if [ "$rc" -ne 0 ]; then
         say "freshclam could not update the virus signatures (status $rc, see $LOGDIR/freshclam.log): the signatures in $DB are kept"
