@@ -71,12 +71,14 @@ def test_discovery_finds_the_folders_descriptors():
 
 
 def test_real_daemons_table(tmp_path):
-    _, files = load(tmp_path)
+    _, files = load(tmp_path, ENABLE_AMAVIS=0)      # the core (Amavis is on by default, as in docker-mailserver)
     assert rows(files[daemons.DAEMONS_FILE].content) == [
         ["dovecot", "/run/dovecot/master.pid", "143", "-", "/usr/sbin/dovecot -F"],
         ["postfix", "/var/spool/postfix/pid/master.pid", "25", "-", "/usr/lib/postfix/sbin/master -d"],
     ]
-    _, files = load(tmp_path, SMTP_ONLY=1)
+    _, files = load(tmp_path)
+    assert [r[0] for r in rows(files[daemons.DAEMONS_FILE].content)] == ["dovecot", "amavis", "postfix"]
+    _, files = load(tmp_path, SMTP_ONLY=1, ENABLE_AMAVIS=0)
     assert [r[0] for r in rows(files[daemons.DAEMONS_FILE].content)] == ["postfix"]
 
 
