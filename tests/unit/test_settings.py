@@ -353,9 +353,9 @@ def test_invalid_log_level_falls_back_to_info_with_a_warning(caplog):
 
 def test_unimplemented_setting_is_logged_when_set(caplog):
     with caplog.at_level(logging.WARNING, "mailwright.settings"):
-        s = load(environ={"ENABLE_CLAMAV": "1", "ENABLE_FAIL2BAN": "1"})
-    assert s.ENABLE_CLAMAV is True           # accepted, kept in /etc/dms-settings
-    assert "ENABLE_CLAMAV=1 is accepted but not implemented yet" in caplog.text
+        s = load(environ={"ENABLE_RSPAMD": "1", "ENABLE_FAIL2BAN": "1"})
+    assert s.ENABLE_RSPAMD is True           # accepted, kept in /etc/dms-settings
+    assert "ENABLE_RSPAMD=1 is accepted but not implemented yet" in caplog.text
     assert "ENABLE_FAIL2BAN=1 is accepted but not implemented yet" in caplog.text
 
 
