@@ -132,6 +132,24 @@ def check_listeners_are_ours(container, pids: list[int]) -> None:
 
 # --- one run ------------------------------------------------------------------
 
+def put_files(container, files: dict[str, bytes]) -> None:
+    """A profile's files into the created container, before it starts (not counted in its start)."""
+    import io
+    import tarfile
+    by_dir: dict[str, list[tuple[str, bytes]]] = {}
+    for path, data in files.items():
+        folder, name = os.path.split(path)
+        by_dir.setdefault(folder, []).append((name, data))
+    for folder, entries in by_dir.items():
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        container.put_archive(folder, buf.getvalue())
+
+
 def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict:
     import docker
 
@@ -161,6 +179,10 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
             volumes={str(cfg): {"bind": "/tmp/docker-mailserver", "mode": "rw"}},
             labels={LABEL: "1"},
         )
+        t_files = time.perf_counter()
+        if profile.files:
+            put_files(container, profile.files)
+            t0 += time.perf_counter() - t_files
         container.start()
         run["docker_run_s"] = time.perf_counter() - t0
         logs = LogWatcher(container, t0)

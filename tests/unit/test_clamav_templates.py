@@ -124,6 +124,8 @@ def test_amavis_snippet_asks_clamd_on_its_socket_with_no_backup_scanner():
     f = render(ENABLE_CLAMAV=1, ENABLE_AMAVIS=1)[AMAVIS_SNIPPET]
     assert f"\"CONTSCAN {{}}\\n\", \"{SOCKET}\"" in f.content
     assert re.search(r"^@av_scanners_backup = \(\);$", f.content, re.M)
+    # Debian's Amavis leaves this off: every scanner failing then passes the mail ***UNCHECKED***.
+    assert re.search(r"^\$virus_scanners_failure_is_fatal = 1;$", f.content, re.M)
     assert f.reloads == ("amavis",)
     assert f.content.rstrip().splitlines()[-1].startswith("1;")
 
@@ -133,10 +135,11 @@ def test_amavis_snippet_is_valid_perl(tmp_path):
     f = render(ENABLE_CLAMAV=1, ENABLE_AMAVIS=1)[AMAVIS_SNIPPET]
     # Amavis evaluates it inside its own package, where ask_daemon exists; stand in for it.
     script = tmp_path / "snippet.pl"
-    script.write_text("our (@av_scanners, @av_scanners_backup); sub ask_daemon {}\n" + f.content
-                      + "\nprint scalar(@av_scanners), ' ', scalar(@av_scanners_backup), ' ', $av_scanners[0][0], \"\\n\";\n")
+    script.write_text("our (@av_scanners, @av_scanners_backup, $virus_scanners_failure_is_fatal); sub ask_daemon {}\n"
+                      + f.content + "\nprint join(' ', scalar(@av_scanners), scalar(@av_scanners_backup), "
+                      "$av_scanners[0][0], $virus_scanners_failure_is_fatal), \"\\n\";\n")
     out = subprocess.run(["perl", str(script)], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["1", "0", "ClamAV-clamd"]
+    assert out.split() == ["1", "0", "ClamAV-clamd", "1"]
 
 
 def test_no_amavis_no_snippet():
