@@ -29,7 +29,7 @@ FOREGROUND = (
     f"chown amavis:amavis {HOME} {HOME}/db {HOME}/tmp {HOME}/virusmails 2>/dev/null; "
     "rm -rf /var/lib/amavis/tmp/amavis-* /var/lib/amavis/amavis-* /run/amavis/log.fifo; "
     "mkfifo -m 600 /run/amavis/log.fifo && "
-    "{ awk -v host=\"$(hostname)\" '{ sub(/^<[0-9]+>/, \"\"); "
+    "{ mawk -W interactive -v host=\"$(hostname)\" '{ sub(/^<[0-9]+>/, \"\"); "
     "print strftime(\"%b %e %H:%M:%S\") \" \" host \" amavis: \" $0; fflush() }' "
     f"</run/amavis/log.fifo >>{LOG} & }} && "
     "exec /usr/sbin/amavisd foreground 2>/run/amavis/log.fifo",
