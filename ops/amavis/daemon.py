@@ -50,7 +50,8 @@ DAEMON = Daemon(
     name="amavis",
     # systemd-standalone-sysusers: amavisd-new depends on `systemd | systemd-standalone-sysusers | ...`;
     # naming the small one keeps systemd out of the image (pyinfra would pick systemctl then).
-    packages=("amavisd-new", "spamassassin", "systemd-standalone-sysusers"),
+    # gpg: sa-update verifies the rules it downloads (it refuses to run without it).
+    packages=("amavisd-new", "spamassassin", "gpg", "systemd-standalone-sysusers"),
     enabled=lambda s: s.ENABLE_AMAVIS,
     foreground=FOREGROUND,
     unit="amavis.service",

@@ -23,9 +23,9 @@ from ops.amavis.daemon import HOME, LOG, PIDFILE
 VIRUSMAILS = Path(HOME) / "virusmails"
 KAM_CHANNEL = "kam.sa-channels.mcgrail.com"
 KAM_KEY = "24C063D8"
-# sa-update(1): 0 new rules installed, 1 none available, 2 installed but lint failed (old kept),
-# 4 or more: a channel could not be fetched or verified.
-OUTCOMES = {0: "new rules installed", 1: "no new rules", 2: "new rules failed lint; the previous rules stay"}
+# sa-update(1): 0 new rules installed, 1 none available; 2 the site's .pre files fail lint, 3 an update
+# failed to install, 4 or more a channel could not be fetched or verified: in each case nothing changed.
+OUTCOMES = {0: "new rules installed", 1: "no new rules"}
 
 
 def log(message: str) -> None:
