@@ -49,7 +49,7 @@ def opt(default: Any, doc: str, *, choices: Iterable[str] | None = None,
 
 SIZE = r"^[0-9]+[kKmMgGtT]?$"
 # A SpamAssassin score (SA_TAG, SA_TAG2, SA_KILL): written into Amavis's Perl configuration.
-SCORE = r"^-?[0-9]{1,4}(\.[0-9]{1,4})?$"
+SCORE = r"^-?[0-9]{1,6}(\.[0-9]{1,4})?$"
 # A host name or address: IPv4, or IPv6 (inside brackets only, see RELAY_NEXTHOP).
 _HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"
 # Postfix next-hop: `host`, `host:port`, `[host]` or `[host]:port` (brackets: no MX lookup).

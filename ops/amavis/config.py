@@ -74,7 +74,7 @@ REINJECTION = f"""\
   -o receive_override_options=no_header_body_checks,no_unknown_recipient_checks,no_milters"""
 
 # SA_TAG, SA_TAG2, SA_KILL become Perl numbers: nothing else may reach the file.
-SCORE = re.compile(r"\A-?[0-9]{1,4}(?:\.[0-9]{1,4})?\Z")
+SCORE = re.compile(r"\A-?[0-9]{1,6}(?:\.[0-9]{1,4})?\Z")
 
 
 def _config_file(cfg: ConfigDir, name: str) -> str | None:

@@ -15,6 +15,7 @@ REINJECT = 10025                  # Postfix's re-injection smtpd (Amavis forward
 PIDFILE = "/run/amavis/amavisd.pid"
 HOME = "/var/lib/amavis"          # $MYHOME: quarantine (virusmails/), Bayes (.spamassassin/), db/
 SA_RULES = "/var/lib/spamassassin"   # sa-update's rules (replace Debian's packaged ones once fetched)
+SA_KEYS = f"{SA_RULES}/sa-update-keys"   # sa-update's GnuPG home (the update channel's public key)
 LOG = "/var/log/mail/mail.log"
 READS = ("amavis.cf", "spamassassin-rules.cf")
 
@@ -29,7 +30,7 @@ FOREGROUND = (
     f"chown amavis:amavis {HOME} {HOME}/db {HOME}/tmp {HOME}/virusmails 2>/dev/null; "
     "rm -rf /var/lib/amavis/tmp/amavis-* /var/lib/amavis/amavis-* /run/amavis/log.fifo; "
     "mkfifo -m 600 /run/amavis/log.fifo && "
-    "{ awk -v host=\"$(hostname)\" '{ sub(/^<[0-9]+>/, \"\"); "
+    "{ mawk -W interactive -v host=\"$(hostname)\" '{ sub(/^<[0-9]+>/, \"\"); "
     "print strftime(\"%b %e %H:%M:%S\") \" \" host \" amavis: \" $0; fflush() }' "
     f"</run/amavis/log.fifo >>{LOG} & }} && "
     "exec /usr/sbin/amavisd foreground 2>/run/amavis/log.fifo",
@@ -50,7 +51,9 @@ DAEMON = Daemon(
     name="amavis",
     # systemd-standalone-sysusers: amavisd-new depends on `systemd | systemd-standalone-sysusers | ...`;
     # naming the small one keeps systemd out of the image (pyinfra would pick systemctl then).
-    packages=("amavisd-new", "spamassassin", "systemd-standalone-sysusers"),
+    # gpg, gpg-agent: sa-update verifies the rules it downloads (it refuses to run without gpg; the
+    # key import needs the agent).
+    packages=("amavisd-new", "spamassassin", "gpg", "gpg-agent", "systemd-standalone-sysusers"),
     enabled=lambda s: s.ENABLE_AMAVIS,
     foreground=FOREGROUND,
     unit="amavis.service",
@@ -60,6 +63,9 @@ DAEMON = Daemon(
     reload=Reload("signal", signal="HUP"),
     ports=lambda s: (PORT,) if s.ENABLE_AMAVIS else (),
     state=(HOME, SA_RULES),
+    # spamassassin's post-install imports its update key into a keyring with time stamps inside (not
+    # reproducible); the sa-update job imports it again when the keyring is missing.
+    secrets=(f"{SA_KEYS}/**",),
     reads=READS,
     jobs=(
         # docker-mailserver's daily `find /var/lib/amavis/virusmails/ -type f -mtime +N -delete`.

@@ -18,14 +18,16 @@ import sys
 import time
 from pathlib import Path
 
-from ops.amavis.daemon import HOME, LOG, PIDFILE
+from ops.amavis.daemon import HOME, LOG, PIDFILE, SA_KEYS
+
+SA_KEY = "/usr/share/spamassassin/GPG.KEY"      # the updates channel's key, shipped by Debian's package
 
 VIRUSMAILS = Path(HOME) / "virusmails"
 KAM_CHANNEL = "kam.sa-channels.mcgrail.com"
 KAM_KEY = "24C063D8"
-# sa-update(1): 0 new rules installed, 1 none available, 2 installed but lint failed (old kept),
-# 4 or more: a channel could not be fetched or verified.
-OUTCOMES = {0: "new rules installed", 1: "no new rules", 2: "new rules failed lint; the previous rules stay"}
+# sa-update(1): 0 new rules installed, 1 none available; 2 the site's .pre files fail lint, 3 an update
+# failed to install, 4 or more a channel could not be fetched or verified: in each case nothing changed.
+OUTCOMES = {0: "new rules installed", 1: "no new rules"}
 
 
 def log(message: str) -> None:
@@ -57,12 +59,22 @@ def virusmails(days: int, folder: Path = VIRUSMAILS, now: float | None = None) -
     return removed
 
 
-def sa_update(kam: bool, run=subprocess.run) -> int:
+def sa_update(kam: bool, run=subprocess.run, keys: str = SA_KEYS) -> bool:
     """Run sa-update (and KAM's channel); log each outcome. True when new rules were installed."""
     channels = [("updates.spamassassin.org", ["sa-update", "-v"])]
     if kam:
         channels.append((KAM_CHANNEL, ["sa-update", "-v", "--gpgkey", KAM_KEY, "--channel", KAM_CHANNEL]))
     installed = False
+    if not any((Path(keys) / f).exists() for f in ("pubring.kbx", "pubring.gpg")):
+        # The image strips the keyring its build made (ops/amavis/daemon.py secrets): import it again.
+        Path(keys).mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            done = run(["sa-update", "--gpghomedir", keys, "--import", SA_KEY], capture_output=True, text=True,
+                       timeout=120)
+            if done.returncode != 0:
+                log(f"sa-update: importing {SA_KEY} failed (exit status {done.returncode})")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log(f"sa-update: importing {SA_KEY} failed ({e})")
     for name, argv in channels:
         try:
             done = run(argv, capture_output=True, text=True, timeout=600)

@@ -44,9 +44,11 @@ def spam_scripts(s: Settings) -> dict[str, tuple[str, str | None]]:
                 "}\n")
     if marks and s.MOVE_SPAM_TO_JUNK:
         flags = ' :flags "\\\\Seen"' if s.MARK_SPAM_AS_READ else ""
-        junk = ('require ["fileinto", "mailbox", "special-use", "imap4flags"];\n'
+        # docker-mailserver writes `fileinto :specialuse "\\Junk" "Junk"`; Debian 12's Pigeonhole (0.5.19)
+        # lacks the special-use extension. "Junk" is dovecot.conf's \Junk special-use mailbox.
+        junk = ('require ["fileinto", "mailbox", "imap4flags"];\n'
                 f"if {IS_SPAM} {{\n"
-                f'  fileinto :specialuse "\\\\Junk"{flags} "Junk";\n'
+                f'  fileinto :create{flags} "Junk";\n'
                 "  stop;\n"
                 "}\n")
     return {SPAM_SUBJECT: ("before", subject), SPAM_READ: ("after", read), SPAM_JUNK: ("after", junk)}

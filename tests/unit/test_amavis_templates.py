@@ -73,6 +73,7 @@ def test_descriptor_fields():
     assert (DAEMON.reload.kind, DAEMON.reload.signal) == ("signal", "HUP")
     assert DAEMON.state == ("/var/lib/amavis", "/var/lib/spamassassin")
     assert DAEMON.reads == ("amavis.cf", "spamassassin-rules.cf")
+    assert DAEMON.secrets == ("/var/lib/spamassassin/sa-update-keys/**",)
     assert "systemd" not in DAEMON.packages      # the small sysusers provider keeps systemd out of the image
     assert DAEMON.foreground[-1].endswith("exec /usr/sbin/amavisd foreground 2>/run/amavis/log.fifo")
 
@@ -246,7 +247,7 @@ def test_spam_scripts_with_spamassassin(tmp_path):
     ]
     junk = files[dovecot_config.SPAM_JUNK]
     golden("70-spam_to_junk.sieve", junk.content)
-    assert 'fileinto :specialuse "\\\\Junk" :flags "\\\\Seen" "Junk";' in junk.content
+    assert 'fileinto :create :flags "\\\\Seen" "Junk";' in junk.content
     assert junk.after == ("sievec /etc/dovecot/sieve/70-spam_to_junk.sieve",)
     golden("spam_subject.sieve", files[dovecot_config.SPAM_SUBJECT].content)
 
@@ -297,13 +298,17 @@ def test_sa_update_unreachable_keeps_the_rules_and_says_so(tmp_path, monkeypatch
         calls.append(argv)
         return Done(4, "channel: could not reach mirror\nerror: no mirror could be reached")
 
-    assert jobs.sa_update(kam=True, run=run) is False
-    assert [a[-1] for a in calls] == ["-v", "kam.sa-channels.mcgrail.com"]
+    assert jobs.sa_update(kam=True, run=run, keys=str(tmp_path / "keys")) is False
+    assert calls[0][-2:] == ["--import", "/usr/share/spamassassin/GPG.KEY"]     # no keyring yet: imported first
+    assert [a[-1] for a in calls[1:]] == ["-v", "kam.sa-channels.mcgrail.com"]
     text = (tmp_path / "mail.log").read_text()
     assert "failed (exit status 4: error: no mirror could be reached); the rules in use stay" in text
-    assert text.count("mailwright-sa-update:") == 2
+    assert text.count("the rules in use stay") == 2
 
 
-def test_sa_update_new_rules_reported():
-    assert jobs.sa_update(kam=False, run=lambda argv, **_: Done(0)) is True
-    assert jobs.sa_update(kam=False, run=lambda argv, **_: Done(1)) is False
+def test_sa_update_new_rules_reported(tmp_path):
+    (tmp_path / "pubring.kbx").write_text("")
+    calls = []
+    assert jobs.sa_update(kam=False, run=lambda argv, **_: calls.append(argv) or Done(0), keys=str(tmp_path))
+    assert calls == [["sa-update", "-v"]]           # a keyring exists: no import
+    assert jobs.sa_update(kam=False, run=lambda argv, **_: Done(1), keys=str(tmp_path)) is False

@@ -1,5 +1,5 @@
-require ["fileinto", "mailbox", "special-use", "imap4flags"];
+require ["fileinto", "mailbox", "imap4flags"];
 if anyof (header :contains "X-Spam-Flag" "YES", header :contains "X-Spam" "Yes") {
-  fileinto :specialuse "\\Junk" :flags "\\Seen" "Junk";
+  fileinto :create :flags "\\Seen" "Junk";
   stop;
 }
