@@ -52,7 +52,7 @@ def poll(predicate, what: str, diagnostics, timeout: float = 120, every: float =
 def message(subject: str, attachment: bytes | None = None) -> EmailMessage:
     msg = c.make_message(SENDER, USER, subject)
     if attachment is not None:
-        msg.add_attachment(attachment, maintype="application", subtype="octet-stream", filename="sample.com")
+        msg.add_attachment(attachment, maintype="application", subtype="octet-stream", filename="sample.dat")     # not .com: Amavis bans that name
     return msg
 
 
@@ -113,7 +113,7 @@ def test_no_signatures_clamd_waits_says_so_and_mail_is_deferred(server):
     assert "clamav exited" not in server.logs() and "keeps exiting" not in server.logs()
     assert server.mail_log().count("no virus signatures in /var/lib/clamav") == 1
     health = server.exec("sh", "/opt/mailwright/mailwright/health.sh", check=False)
-    assert health.returncode != 0 and SOCKET in health.stdout, health.stdout
+    assert health.returncode != 0 and "clamav" in health.stdout, health.stdout     # unhealthy, and says why
     DEFERRED.append(tok)
 
 
@@ -167,7 +167,8 @@ def test_off_means_gone_and_on_again_with_the_persisted_signatures(server):
     poll(lambda: in_mailbox(server, tok), "mail delivered with ClamAV off", server.diagnostics)
 
     # On again: the signatures kept in the state volume (lib-clamav) load at once.
-    assert (server.volumes.state / "lib-clamav" / "mwtest-eicar.hdb").exists()
+    # (docker-mailserver names the folder lib-clamav; mailwright.prepare names it after the whole path.)
+    assert list(server.volumes.state.glob("*lib-clamav/mwtest-eicar.hdb")), sorted(server.volumes.state.iterdir())
     server.recreate(env=dict(ENV))
     c.wait_for_ports([25, 993])
     poll(lambda: server.exec("clamdscan", "--ping", "1", check=False).returncode == 0,
