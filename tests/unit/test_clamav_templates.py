@@ -248,3 +248,11 @@ def test_run_sh_freshclam_failure_is_logged_and_keeps_the_signatures(box):
     assert "freshclam could not update the virus signatures (status 11" in line and "are kept" in line
     args = (root / "args").read_text().split()
     assert f"--datadir={root / 'db'}" in args and "--daemon-notify=/etc/clamav/clamd.conf" in args
+
+
+def test_the_bench_profile_brings_the_test_signature():
+    from bench.profiles import PROFILES
+    p = PROFILES["clamav"]
+    assert p.env["ENABLE_CLAMAV"] == p.env["ENABLE_AMAVIS"] == p.env["ENABLE_SPAMASSASSIN"] == "1"
+    assert p.files == {"/var/lib/clamav/mwtest-eicar.hdb": EICAR_HDB.read_bytes()}
+    assert Path(next(iter(p.files))).parent == Path(STATE)
