@@ -250,7 +250,8 @@ def test_run_sh_freshclam_failure_is_logged_and_keeps_the_signatures(box):
     assert f"--datadir={root / 'db'}" in args and "--daemon-notify=/etc/clamav/clamd.conf" in args
 
 
-def test_the_bench_profile_brings_the_test_signature():
+def test_the_bench_profile_brings_the_test_signature(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
     from bench.profiles import PROFILES
     p = PROFILES["clamav"]
     assert p.env["ENABLE_CLAMAV"] == p.env["ENABLE_AMAVIS"] == p.env["ENABLE_SPAMASSASSIN"] == "1"
