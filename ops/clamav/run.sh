@@ -22,6 +22,7 @@ CLAMD=${MW_CLAMAV_CLAMD:-/usr/sbin/clamd}
 FRESHCLAM=${MW_CLAMAV_FRESHCLAM:-/usr/bin/freshclam}
 USER_=${MW_CLAMAV_USER:-clamav}
 RECHECK=${MW_CLAMD_RECHECK:-5}
+RETRY_FRESHCLAM=${MW_CLAMAV_RETRY_FRESHCLAM:-1800}   # while there are no signatures at all
 
 # One line on stderr (the supervisor's log, the journal) and in mail.log, as Postfix writes it.
 say() {
@@ -82,6 +83,14 @@ run_clamd() {
         if ! has_signatures; then
             [ -n "$told" ] || say "no virus signatures in $DB: clamd waits and mail is deferred (4xx) until there are some; run freshclam, or put signature files (.cvd, .cld, .hdb, .ndb, ...) in $DB (the state volume's lib-clamav): clamd starts within $RECHECK s"
             told=1
+            # Not 6 hours until the scheduled job: try freshclam now, and again every RETRY_FRESHCLAM
+            # seconds while nothing is there (each failure is one line in mail.log).
+            read -r up _ </proc/uptime
+            up=${up%.*}
+            if [ -z "${tried:-}" ] || [ $((up - tried)) -ge "$RETRY_FRESHCLAM" ]; then
+                tried=$up
+                (run_freshclam) >/dev/null 2>&1 &
+            fi
             pause "$RECHECK"
             continue
         fi
