@@ -1,10 +1,13 @@
-"""ClamAV through Amavis against the image (issue 9): EICAR blocked, clean mail delivered,
+"""ClamAV through Amavis against the image and the VPS (issue 9): EICAR blocked, clean mail delivered,
 no signatures -> mail deferred (never passed unscanned) until some are dropped in, new
 signature files picked up on `clamdscan --reload`, off means gone, on/off both ways.
 
 No signature can be downloaded here: the tests bring their own, tests/data/eicar.hdb (the MD5
 signature of the EICAR string, one line). The server starts with an empty state volume, so with
 no signatures at all; the module's tests run in order on that one server.
+
+The last test deploys to the VPS target (systemd: mailwright's clamav-daemon.service, the
+freshclam timer) and checks the EICAR case there.
 
 Every wait is a bounded poll for an observable result, never a timed assertion.
 """
