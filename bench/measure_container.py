@@ -132,12 +132,38 @@ def check_listeners_are_ours(container, pids: list[int]) -> None:
 
 # --- one run ------------------------------------------------------------------
 
+def put_files(container, files: dict[str, bytes]) -> None:
+    """A profile's files into the created container, before it starts (not counted in its start)."""
+    import io
+    import tarfile
+    by_dir: dict[str, list[tuple[str, bytes]]] = {}
+    for path, data in files.items():
+        folder, name = os.path.split(path)
+        by_dir.setdefault(folder, []).append((name, data))
+    for folder, entries in by_dir.items():
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+        container.put_archive(folder, buf.getvalue())
+
+
 def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict:
     import docker
 
     wait_ports_free(args.port_wait)
     cfg = Path(tempfile.mkdtemp(prefix="mwbench-config-"))
     write_config_dir(cfg)
+    volumes = {str(cfg): {"bind": "/tmp/docker-mailserver", "mode": "rw"}}
+    dns = None
+    if profile.instant_dns:
+        from bench.dnsstub import DnsStub
+        dns = DnsStub().start()
+        resolv = cfg.parent / f"{cfg.name}-resolv.conf"
+        resolv.write_text(dns.resolv_conf())
+        volumes[str(resolv)] = {"bind": "/etc/resolv.conf", "mode": "ro"}
     name = f"{CONTAINER_PREFIX}{profile.name}-{os.getpid()}-{index}"
     run: dict = {"index": index, "container": name, "loadavg_before": os.getloadavg()}
     container = None
@@ -158,9 +184,13 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
             network_mode="host",
             extra_hosts={FQDN: "127.0.0.1"},
             environment=profile.env,
-            volumes={str(cfg): {"bind": "/tmp/docker-mailserver", "mode": "rw"}},
+            volumes=volumes,
             labels={LABEL: "1"},
         )
+        t_files = time.perf_counter()
+        if profile.files:
+            put_files(container, profile.files)
+            t0 += time.perf_counter() - t_files
         container.start()
         run["docker_run_s"] = time.perf_counter() - t0
         logs = LogWatcher(container, t0)
@@ -208,6 +238,10 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
                 # cost the figures of the others.
                 run.setdefault("errors", []).append(f"{phase}: {e!r}")
                 log(f"{name}: {phase} failed: {e!r}")
+        if profile.required_header and "throughput" not in args.skip:
+            check_required_header(container, profile.required_header, run)
+        if dns is not None:
+            run["dns_queries"] = dns.queries
 
         if args.keep:
             log(f"kept {name} running; remove it with: docker rm -f -v {name}")
@@ -227,6 +261,19 @@ def one_run(client, image_name: str, profile: Profile, args, index: int) -> dict
             except docker.errors.APIError as e:
                 log(f"could not remove {name}: {e}")
         shutil.rmtree(cfg, ignore_errors=True)
+        if dns is not None:
+            dns.stop()
+            (cfg.parent / f"{cfg.name}-resolv.conf").unlink(missing_ok=True)
+
+
+def check_required_header(container, name: str, run: dict) -> None:
+    """How many delivered messages carry header `name` (in their header block): all of them, or an error."""
+    mail_root = Path(f"/proc/{container.attrs['State']['Pid']}/root/var/mail")
+    with_header, total = probes.count_header(mail_root, [(DOMAIN, u) for u in USERS], name)
+    run["required_header"] = {"name": name, "with": with_header, "delivered": total}
+    log(f"{container.name}: {with_header} of {total} delivered messages carry {name}")
+    if total == 0 or with_header != total:
+        run.setdefault("errors", []).append(f"{total - with_header} of {total} delivered messages lack {name}")
 
 
 def measure_idle_memory(container, run: dict, t_ready: float, args) -> None:

@@ -214,3 +214,24 @@ def count_maildir_messages(mail_root: Path, users: list[tuple[str, str]]) -> int
                 total += len(filenames)
                 dirnames[:] = []
     return total if found else None
+
+
+def count_header(mail_root: Path, users: list[tuple[str, str]], name: str) -> tuple[int, int]:
+    """(messages whose header block has `name:`, delivered messages) in the users' maildirs."""
+    wanted = name.lower().encode() + b":"
+    with_header = total = 0
+    for domain, local in users:
+        for dirpath, dirnames, filenames in os.walk(mail_root / domain / local):
+            if os.path.basename(dirpath) not in ("new", "cur"):
+                continue
+            dirnames[:] = []
+            for f in filenames:
+                total += 1
+                try:
+                    with open(os.path.join(dirpath, f), "rb") as fh:
+                        head = fh.read(65536).split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+                except OSError:
+                    continue
+                if any(line.lower().startswith(wanted) for line in head.splitlines()):
+                    with_header += 1
+    return with_header, total

@@ -48,6 +48,8 @@ def opt(default: Any, doc: str, *, choices: Iterable[str] | None = None,
 
 
 SIZE = r"^[0-9]+[kKmMgGtT]?$"
+# A SpamAssassin score (SA_TAG, SA_TAG2, SA_KILL): written into Amavis's Perl configuration.
+SCORE = r"^-?[0-9]{1,6}(\.[0-9]{1,4})?$"
 # A host name or address: IPv4, or IPv6 (inside brackets only, see RELAY_NEXTHOP).
 _HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"
 # Postfix next-hop: `host`, `host:port`, `[host]` or `[host]:port` (brackets: no MX lookup).
@@ -135,7 +137,7 @@ class Settings:
     ENABLE_OPENDMARC: bool = opt(True, "DMARC verification (OpenDMARC milter on 127.0.0.1:8893, after OpenDKIM)")
     ENABLE_POLICYD_SPF: bool = opt(True, "SPF check of port 25's senders: Fail refused (550), temperror deferred (ops/spf)")
     ENABLE_MTA_STS: bool = opt(False, "outbound MTA-STS policies", **LATER)
-    VIRUSMAILS_DELETE_DELAY: int = opt(7, "days before quarantined virus mail is deleted", minimum=0, **LATER)
+    VIRUSMAILS_DELETE_DELAY: int = opt(7, "days before quarantined virus mail is deleted", minimum=0)
 
     # --- relay host --------------------------------------------------------------------
     DEFAULT_RELAY_HOST: str = opt("", "Postfix relayhost for all outbound mail, e.g. `[mail.example.com]:587`",
@@ -147,21 +149,22 @@ class Settings:
     RELAY_PASSWORD: str = opt("", "SASL password going with RELAY_USER", secret=True)
 
     # --- spam / virus --------------------------------------------------------------------
-    ENABLE_AMAVIS: bool = opt(True, "Amavis content filter", **LATER)
-    AMAVIS_LOGLEVEL: int = opt(0, "Amavis $log_level (-3..5)", **LATER)
-    ENABLE_SPAMASSASSIN: bool = opt(False, "SpamAssassin through Amavis", **LATER)
-    ENABLE_SPAMASSASSIN_KAM: bool = opt(False, "KAM SpamAssassin ruleset", **LATER)
-    SPAMASSASSIN_SPAM_TO_INBOX: bool = opt(True, "deliver spam (1) or bounce it (0)", **LATER)
-    SA_TAG: str = opt("2.0", "score from which spam headers are added", **LATER)
-    SA_TAG2: str = opt("6.31", "score from which mail is marked as spam", **LATER)
-    SA_KILL: str = opt("10.0", "score from which the spam action applies", **LATER)
-    SA_SHORTCIRCUIT_BAYES_SPAM: bool = opt(False, "short-circuit BAYES_99", **LATER)
-    SA_SHORTCIRCUIT_BAYES_HAM: bool = opt(False, "short-circuit BAYES_00", **LATER)
-    SPAM_SUBJECT: str = opt("", "subject prefix for spam (global before-sieve)", **LATER)
-    MOVE_SPAM_TO_JUNK: bool = opt(True, "file spam into Junk (global after-sieve)", **LATER)
-    MARK_SPAM_AS_READ: bool = opt(False, "mark spam as read (global after-sieve)", **LATER)
-    ENABLE_CLAMAV: bool = opt(False, "ClamAV through Amavis", **LATER)
-    CLAMAV_MESSAGE_SIZE_LIMIT: str = opt("25M", "largest file ClamAV scans", pattern=SIZE, **LATER)
+    ENABLE_AMAVIS: bool = opt(True, "Amavis content filter")
+    AMAVIS_LOGLEVEL: int = opt(0, "Amavis $log_level (-3..5)", minimum=-3, maximum=5)
+    ENABLE_SPAMASSASSIN: bool = opt(False, "SpamAssassin through Amavis (needs ENABLE_AMAVIS)")
+    ENABLE_SPAMASSASSIN_KAM: bool = opt(False, "KAM SpamAssassin ruleset")
+    SPAMASSASSIN_SPAM_TO_INBOX: bool = opt(True, "deliver spam (1) or bounce it (0)")
+    SA_TAG: str = opt("2.0", "score from which spam headers are added", pattern=SCORE)
+    SA_TAG2: str = opt("6.31", "score from which mail is marked as spam", pattern=SCORE)
+    SA_KILL: str = opt("10.0", "score from which the spam action applies", pattern=SCORE)
+    SA_SHORTCIRCUIT_BAYES_SPAM: bool = opt(False, "short-circuit BAYES_99")
+    SA_SHORTCIRCUIT_BAYES_HAM: bool = opt(False, "short-circuit BAYES_00")
+    SPAM_SUBJECT: str = opt("", "subject prefix for spam (global before-sieve)")
+    MOVE_SPAM_TO_JUNK: bool = opt(True, "file spam into Junk (global after-sieve)")
+    MARK_SPAM_AS_READ: bool = opt(False, "mark spam as read (global after-sieve)")
+    ENABLE_CLAMAV: bool = opt(False, "ClamAV through Amavis (ops/clamav)")
+    CLAMAV_MESSAGE_SIZE_LIMIT: str = opt("25M", "largest file ClamAV scans (clamd MaxFileSize/MaxScanSize; at most 4000M)",
+                                         pattern=SIZE)
     ENABLE_POSTGREY: bool = opt(False, "greylisting with Postgrey (port 25; ops/postgrey)")
     POSTGREY_DELAY: int = opt(300, "greylisting delay, seconds (postgrey reads 0 as 300)", minimum=1)
     POSTGREY_MAX_AGE: int = opt(35, "days a triplet is remembered (postgrey reads 0 as 35)", minimum=1)
@@ -464,6 +467,10 @@ def load(*, env_file: str | Path | None = None, host_data: Mapping[str, Any] | N
         values["MAILWRIGHT_CONFIG_DIR"] = CONFIG_DIRS.get(values.get("MAILWRIGHT_INIT", ""), CONFIG_DIRS["container"])
     if not values.get("OVERRIDE_HOSTNAME"):
         values["OVERRIDE_HOSTNAME"] = fqdn if fqdn is not None else system_fqdn()
+    if values.get("ENABLE_SPAMASSASSIN") and not values.get("ENABLE_AMAVIS", True):
+        # docker-mailserver: SpamAssassin runs inside Amavis; without it the setting is forced off.
+        log.warning("ENABLE_SPAMASSASSIN=1 needs ENABLE_AMAVIS=1: SpamAssassin is turned off")
+        values["ENABLE_SPAMASSASSIN"] = False
     settings = Settings(**values)
     validate(settings)
     for f in fields(Settings):

@@ -71,13 +71,15 @@ def test_discovery_finds_the_folders_descriptors():
 
 
 def test_real_daemons_table(tmp_path):
-    # The mail-authentication milters are on by default (docker-mailserver's defaults): off here.
-    _, files = load(tmp_path, ENABLE_OPENDKIM=0, ENABLE_OPENDMARC=0)
+    # The core: Amavis and the mail-authentication milters are on by default (docker-mailserver's defaults).
+    _, files = load(tmp_path, ENABLE_OPENDKIM=0, ENABLE_OPENDMARC=0, ENABLE_AMAVIS=0)
     assert rows(files[daemons.DAEMONS_FILE].content) == [
         ["dovecot", "/run/dovecot/master.pid", "143", "-", "/usr/sbin/dovecot -F"],
         ["postfix", "/var/spool/postfix/pid/master.pid", "25", "-", "/usr/lib/postfix/sbin/master -d"],
     ]
-    _, files = load(tmp_path, SMTP_ONLY=1, ENABLE_OPENDKIM=0, ENABLE_OPENDMARC=0)
+    _, files = load(tmp_path, ENABLE_OPENDKIM=0, ENABLE_OPENDMARC=0)
+    assert [r[0] for r in rows(files[daemons.DAEMONS_FILE].content)] == ["dovecot", "amavis", "postfix"]
+    _, files = load(tmp_path, SMTP_ONLY=1, ENABLE_OPENDKIM=0, ENABLE_OPENDMARC=0, ENABLE_AMAVIS=0)
     assert [r[0] for r in rows(files[daemons.DAEMONS_FILE].content)] == ["postfix"]
 
 
