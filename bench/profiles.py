@@ -87,7 +87,7 @@ PROFILES = {
         required_header="X-Spam-Status",
     ),
 }
-DEFAULT_PROFILES = ["core", "all-implemented"]
+DEFAULT_PROFILES = ["core", "all-implemented", "filters"]
 
 IMAGE_REFERENCE = "491 MB without ClamAV signatures"
 IMAGE_TARGET = "≤ 295 MB"

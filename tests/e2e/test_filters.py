@@ -188,7 +188,39 @@ def test_a_stopped_amavis_defers_mail_which_is_delivered_once_it_is_back(target)
     assert header(raw, "X-Spam-Status").startswith("No, score=")
 
 
-# --- settings that need a new server (image only) -------------------------------------------------------
+# --- live changes and settings that need a new server (image only) -------------------------------------------
+
+def amavis_reloads(target) -> int:
+    out = target.exec("grep", "-c", "Re-exec server during HUP", "/var/log/mail/mail.log", check=False).stdout
+    return int(out.strip() or 0)
+
+
+def test_local_domains_follow_a_new_account_live(target):
+    """A domain added while the server runs: Amavis is reloaded with it and tags its mail (Amavis adds
+    X-Spam-* headers for local recipients only)."""
+    if target.kind != "image":
+        pytest.skip("the change poller of the container; a VPS applies changes the same way (mailwright-watch)")
+    new_user, password = "fresh@live.test", "fresh-Secret!"
+    reloads = amavis_reloads(target)
+    target.scenario.config.account(new_user, password)
+    target.scenario.config.write()
+    poll(lambda: "live.test" in target.exec("cat", "/etc/amavis/mailwright-local-domains").stdout,
+         "live.test in Amavis's local domains", target.diagnostics)
+    poll(lambda: amavis_reloads(target) > reloads, "Amavis reloaded", target.diagnostics)
+    wait_amavis(target)
+    tok = c.token("live")
+    msg = c.make_message(sc.SENDER, new_user, tok, body=f"{GTUBE}\n")
+    with c.SMTP(25) as smtp:
+        smtp.ehlo("client.example.test")
+        assert smtp.send_message(msg, from_addr=sc.SENDER, to_addrs=[new_user]) == {}
+    try:
+        raw = c.wait_for_message(new_user, password, tok, context=target.tls.client_context(), mailbox="Junk",
+                                 timeout=90)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{target.diagnostics()}") from None
+    assert header(raw, "X-Spam-Flag") == "YES"
+
+
 
 def image_only(target):
     if target.kind != "image":
