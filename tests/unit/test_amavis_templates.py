@@ -312,3 +312,13 @@ def test_sa_update_new_rules_reported(tmp_path):
     assert jobs.sa_update(kam=False, run=lambda argv, **_: calls.append(argv) or Done(0), keys=str(tmp_path))
     assert calls == [["sa-update", "-v"]]           # a keyring exists: no import
     assert jobs.sa_update(kam=False, run=lambda argv, **_: Done(1), keys=str(tmp_path)) is False
+
+
+# --- the install step -----------------------------------------------------------------------------------------
+
+def test_a_systemd_host_keeps_systemd():
+    """systemd-standalone-sysusers conflicts with systemd: on a VPS apt would remove systemd for it."""
+    from ops.amavis.deploy import packages_for
+    assert "systemd-standalone-sysusers" in packages_for(DAEMON.packages, has_systemd=False)
+    assert "systemd-standalone-sysusers" not in packages_for(DAEMON.packages, has_systemd=True)
+    assert "amavisd-new" in packages_for(DAEMON.packages, has_systemd=True)
