@@ -248,7 +248,7 @@ def test_spam_scripts_with_spamassassin(tmp_path):
     junk = files[dovecot_config.SPAM_JUNK]
     golden("70-spam_to_junk.sieve", junk.content)
     assert 'fileinto :create :flags "\\\\Seen" "Junk";' in junk.content
-    assert junk.after == ("sievec /etc/dovecot/sieve/70-spam_to_junk.sieve",)
+    assert junk.after == ("sievec -c /etc/dovecot/dovecot.conf /etc/dovecot/sieve/70-spam_to_junk.sieve",)
     golden("spam_subject.sieve", files[dovecot_config.SPAM_SUBJECT].content)
 
 
