@@ -12,7 +12,6 @@ from dataclasses import replace
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.server import Which
 
 STANDALONE = "systemd-standalone-sysusers"
 
@@ -24,5 +23,7 @@ def packages_for(packages: tuple[str, ...], has_systemd: bool) -> tuple[str, ...
 @deploy("Amavis: install")
 def install(daemon, lock: dict[str, str]):
     from ops.mailserver import install_packages
-    has_systemd = bool(host.get_fact(Which, command="systemctl"))
+    # systemd supervises the daemons exactly on a MAILWRIGHT_INIT=systemd host (the image build and
+    # container deploys have no systemd).
+    has_systemd = host.data.get("MAILWRIGHT_INIT") == "systemd"
     install_packages(replace(daemon, packages=packages_for(daemon.packages, has_systemd)), lock)
