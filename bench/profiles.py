@@ -106,7 +106,7 @@ PROFILES = {
                (Path(__file__).resolve().parent.parent / "tests" / "data" / "eicar.hdb").read_bytes()},
     ),
 }
-DEFAULT_PROFILES = ["core", "all-implemented"]
+DEFAULT_PROFILES = ["core", "all-implemented", "filters"]
 
 IMAGE_REFERENCE = "491 MB without ClamAV signatures"
 IMAGE_TARGET = "≤ 295 MB"

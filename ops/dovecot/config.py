@@ -83,7 +83,10 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls) -> list[ConfigFile]:
         if not script:
             out.append(ConfigFile(path[:-len(".sieve")] + ".svbin", None, reloads=()))
     for path, (_, script) in spam.items():
-        out.append(ConfigFile(path, script, after=(f"sievec {path}",) if script else (), reloads=()))
+        # `-c`: the settings of the dovecot.conf just written (editheader); without it sievec asks a running
+        # Dovecot's config service, which still serves the previous configuration (a VPS's first deploy).
+        out.append(ConfigFile(path, script, after=(f"sievec -c /etc/dovecot/dovecot.conf {path}",) if script else (),
+                              reloads=()))
         if not script:
             out.append(ConfigFile(path[:-len(".sieve")] + ".svbin", None, reloads=()))
     for address, script in sorted(cfg.user_sieve.items()):

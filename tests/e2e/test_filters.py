@@ -88,11 +88,15 @@ def target(request, tmp_path_factory, tls, dns):
                                   scenario=scenario, tls=tls, settings=dict(ENV), resolv=dns)
         else:
             request.getfixturevalue("deploy_py")
-            machine = Vps(image=request.getfixturevalue("vps_image"), workdir=root / "vps",
-                          extra_volumes=[f"{dns}:/etc/resolv.conf:ro"])
+            machine = Vps(image=request.getfixturevalue("vps_image"), workdir=root / "vps")
             t = VpsTarget(scenario=scenario, tls=tls, workdir=root, vps=machine, settings=dict(ENV))
             machine.start()
         t.start()
+        if request.param == "vps":
+            # The deploy needed the host's resolver (apt); from now on the stub answers. The container's
+            # /etc/resolv.conf is its own copy: the host's file is not touched.
+            t.exec("sh", "-c", "cat > /etc/resolv.conf", input=dns.read_bytes())
+            t.exec("systemctl", "restart", "amavis.service")
         wait_amavis(t)
         yield t
     finally:
@@ -157,7 +161,7 @@ def test_a_clean_message_is_delivered_with_spamassassins_headers(target):
     raw = fetch(target, tok)
     status = header(raw, "X-Spam-Status")
     assert status.startswith("No, score="), raw[:2000]
-    assert header(raw, "X-Spam-Flag") == ""
+    assert header(raw, "X-Spam-Flag") in ("", "NO")      # Amavis writes NO once SA_TAG is reached
     assert not header(raw, "Subject").startswith("[SPAM]")
 
 
@@ -188,7 +192,39 @@ def test_a_stopped_amavis_defers_mail_which_is_delivered_once_it_is_back(target)
     assert header(raw, "X-Spam-Status").startswith("No, score=")
 
 
-# --- settings that need a new server (image only) -------------------------------------------------------
+# --- live changes and settings that need a new server (image only) -------------------------------------------
+
+def amavis_reloads(target) -> int:
+    out = target.exec("grep", "-c", "Re-exec server during HUP", "/var/log/mail/mail.log", check=False).stdout
+    return int(out.strip() or 0)
+
+
+def test_local_domains_follow_a_new_account_live(target):
+    """A domain added while the server runs: Amavis is reloaded with it and tags its mail (Amavis adds
+    X-Spam-* headers for local recipients only)."""
+    if target.kind != "image":
+        pytest.skip("the change poller of the container; a VPS applies changes the same way (mailwright-watch)")
+    new_user, password = "fresh@live.test", "fresh-Secret!"
+    reloads = amavis_reloads(target)
+    target.scenario.config.account(new_user, password)
+    target.scenario.config.write()
+    poll(lambda: "live.test" in target.exec("cat", "/etc/amavis/mailwright-local-domains").stdout,
+         "live.test in Amavis's local domains", target.diagnostics)
+    poll(lambda: amavis_reloads(target) > reloads, "Amavis reloaded", target.diagnostics)
+    wait_amavis(target)
+    tok = c.token("live")
+    msg = c.make_message(sc.SENDER, new_user, tok, body=f"{GTUBE}\n")
+    with c.SMTP(25) as smtp:
+        smtp.ehlo("client.example.test")
+        assert smtp.send_message(msg, from_addr=sc.SENDER, to_addrs=[new_user]) == {}
+    try:
+        raw = c.wait_for_message(new_user, password, tok, context=target.tls.client_context(), mailbox="Junk",
+                                 timeout=90)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{target.diagnostics()}") from None
+    assert header(raw, "X-Spam-Flag") == "YES"
+
+
 
 def image_only(target):
     if target.kind != "image":
@@ -245,12 +281,17 @@ def test_off_means_gone_and_on_again(target):
 
 def test_sa_update_without_network_keeps_the_rules_and_logs_it(target):
     image_only(target)
-    before = target.exec("sh", "-c", "ls -R /usr/share/spamassassin /var/lib/spamassassin | md5sum").stdout
+    # The rules (Debian's, and sa-update's under /var/lib/spamassassin/<version>); not the keyring the job
+    # imports first.
+    rules = ("find /usr/share/spamassassin /var/lib/spamassassin -path '*/sa-update-keys' -prune -o -type f "
+             "-print | sort | xargs md5sum | md5sum")
+    before = target.exec("sh", "-c", rules).stdout
     done = target.exec("sh", "-c", "cd /opt/mailwright && python3 -m ops.amavis.jobs sa-update", check=False,
                        timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "the rules in use stay" in target.mail_log(), target.mail_log()[-3000:]
-    after = target.exec("sh", "-c", "ls -R /usr/share/spamassassin /var/lib/spamassassin | md5sum").stdout
+    assert re.search(r"sa-update updates.spamassassin.org: failed \(exit status 4: .*\); the rules in use stay",
+                     target.mail_log()), target.mail_log()[-3000:]
+    after = target.exec("sh", "-c", rules).stdout
     assert before == after
     tok = c.token("after-update")
     send(tok, body=f"{GTUBE}\n")

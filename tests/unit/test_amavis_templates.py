@@ -248,7 +248,7 @@ def test_spam_scripts_with_spamassassin(tmp_path):
     junk = files[dovecot_config.SPAM_JUNK]
     golden("70-spam_to_junk.sieve", junk.content)
     assert 'fileinto :create :flags "\\\\Seen" "Junk";' in junk.content
-    assert junk.after == ("sievec /etc/dovecot/sieve/70-spam_to_junk.sieve",)
+    assert junk.after == ("sievec -c /etc/dovecot/dovecot.conf /etc/dovecot/sieve/70-spam_to_junk.sieve",)
     golden("spam_subject.sieve", files[dovecot_config.SPAM_SUBJECT].content)
 
 
@@ -312,3 +312,13 @@ def test_sa_update_new_rules_reported(tmp_path):
     assert jobs.sa_update(kam=False, run=lambda argv, **_: calls.append(argv) or Done(0), keys=str(tmp_path))
     assert calls == [["sa-update", "-v"]]           # a keyring exists: no import
     assert jobs.sa_update(kam=False, run=lambda argv, **_: Done(1), keys=str(tmp_path)) is False
+
+
+# --- the install step -----------------------------------------------------------------------------------------
+
+def test_a_systemd_host_keeps_systemd():
+    """systemd-standalone-sysusers conflicts with systemd: on a VPS apt would remove systemd for it."""
+    from ops.amavis.deploy import packages_for
+    assert "systemd-standalone-sysusers" in packages_for(DAEMON.packages, has_systemd=False)
+    assert "systemd-standalone-sysusers" not in packages_for(DAEMON.packages, has_systemd=True)
+    assert "amavisd-new" in packages_for(DAEMON.packages, has_systemd=True)

@@ -205,7 +205,7 @@ def test_parse_args_rejects_unknown_profile_and_skip():
     with pytest.raises(SystemExit):
         bench_run.parse_args(["--skip", "cpu"])
     a = bench_run.parse_args(["--runs", "3", "--skip", "memory,throughput"])
-    assert a.runs == 3 and a.profiles == ["core", "all-implemented"]
+    assert a.runs == 3 and a.profiles == ["core", "all-implemented", "filters"]
     assert a.skip == {"memory", "throughput", "ceilings"}  # no ceilings without throughput
 
 
@@ -265,7 +265,7 @@ def test_profiles_share_the_core_environment():
     assert profiles.PROFILES["filters"].env["ENABLE_SPAMASSASSIN"] == "1"
     assert profiles.DEFAULT_PROFILES[0] == "core"  # the baseline of the ratios
     assert set(profiles.DEFAULT_PROFILES) <= set(profiles.PROFILES)
-    assert "filters" not in profiles.DEFAULT_PROFILES  # no Amavis in the image yet
+    assert "filters" in profiles.DEFAULT_PROFILES  # Amavis + SpamAssassin are in the image (issue 9)
     assert profiles.READY_LINE == "mail.example.test is up and running"
 
 
