@@ -205,7 +205,7 @@ def test_parse_args_rejects_unknown_profile_and_skip():
     with pytest.raises(SystemExit):
         bench_run.parse_args(["--skip", "cpu"])
     a = bench_run.parse_args(["--runs", "3", "--skip", "memory,throughput"])
-    assert a.runs == 3 and a.profiles == ["core", "all-implemented", "filters"]
+    assert a.runs == 3 and a.profiles == ["core", "all-implemented", "filters", "mail-auth", "dms-defaults"]
     assert a.skip == {"memory", "throughput", "ceilings"}  # no ceilings without throughput
 
 
