@@ -63,6 +63,9 @@ DROP_PATTERNS = (
     # uses texthash: maps
     "etc/aliases.db",
     "etc/postfix/*.db",
+    # sasl2-bin's post-install makes an empty sasldb (same story); saslauthd, the only
+    # Cyrus SASL user here, never reads it
+    "etc/sasldb2",
     # generated at install time; mailwright.init creates them at first start
     # (each daemon's own come from its descriptor: see DAEMON_SECRETS below)
     "etc/ssl/private/ssl-cert-snakeoil.key",

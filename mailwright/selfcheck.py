@@ -33,7 +33,8 @@ from typing import Callable
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 RANK = {PASS: 0, WARN: 1, FAIL: 2}
-TIMEOUT = 10
+# Generous: a server whose reverse-DNS lookups time out greets late, yet works.
+TIMEOUT = 30
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 EICAR = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 IMPLICIT_TLS = {465, 993, 995}
@@ -260,8 +261,13 @@ def check_smtp_policy(t: Target, r: Report, up: list[int]) -> None:
                           "remove the override that opens relaying (mynetworks, smtpd_relay_restrictions)")
                 else:
                     r.add("no open relay", PASS, f"refused: {code} {msg.decode(errors='replace')[:80]}")
+                s.mail("<>")
                 code, msg = s.rcpt(f"no-such-user-{secrets.token_hex(4)}@{domain}")
-                if code >= 500:
+                s.rset()
+                if code == 503:
+                    r.add("unknown recipient", FAIL, f"the dialogue went wrong ({code} {msg.decode(errors='replace')[:60]})",
+                          "report it: the check's own SMTP dialogue was refused")
+                elif code >= 500:
                     r.add("unknown recipient", PASS, f"refused: {code}")
                 elif code >= 400:
                     r.add("unknown recipient", WARN, f"deferred ({code}), not refused",
@@ -330,7 +336,10 @@ class Account:
                        "give --account USER:PASSWORD, or run through -c CONTAINER / --ssh HOST")
             return None
         # The password goes to `setup` on stdin (twice: the prompt and its confirmation).
-        rc, _, err = self.t.setup(["email", "add", self.address], f"{self.password}\n{self.password}\n")
+        try:
+            rc, _, err = self.t.setup(["email", "add", self.address], f"{self.password}\n{self.password}\n")
+        except Exception as e:      # noqa: BLE001 - reported as the failing check
+            rc, err = 1, f"{type(e).__name__}: {e}"
         if rc != 0:
             self.r.add("test account", FAIL, f"setup email add failed: {err.strip()[-200:]}",
                        "run ./setup.sh email add by hand to see why")
@@ -388,8 +397,8 @@ def _message(sender: str, to: str, token: str, body: str, attachment: str | None
     return msg.as_bytes(policy=email.policy.SMTP)
 
 
-def submit(t: Target, acct: Account, port: int, message: bytes) -> str:
-    """'' when accepted, else the server's refusal."""
+def submit(t: Target, acct: Account, port: int, message: bytes) -> tuple[str, str]:
+    """("ok", ""), ("refused", the server's reply) or ("error", why the dialogue failed)."""
     try:
         with _smtp(t, port) as s:
             s.ehlo("check.invalid")
@@ -406,11 +415,15 @@ def submit(t: Target, acct: Account, port: int, message: bytes) -> str:
                         raise
                     time.sleep(1)
             s.sendmail(acct.address, [acct.address], message)
-        return ""
+        return "ok", ""
+    except smtplib.SMTPAuthenticationError as e:
+        return "error", f"login refused: {e.smtp_code} {e.smtp_error.decode(errors='replace')}"
     except smtplib.SMTPResponseException as e:
-        return f"{e.smtp_code} {e.smtp_error.decode(errors='replace')}"
+        return "refused", f"{e.smtp_code} {e.smtp_error.decode(errors='replace')}"
     except smtplib.SMTPRecipientsRefused as e:
-        return str(e.recipients)
+        return "refused", str(e.recipients)
+    except (OSError, smtplib.SMTPException) as e:
+        return "error", f"SMTP dialogue on {port} failed: {e}"
 
 
 def fetch(t: Target, acct: Account, token: str, wait: float) -> bytes | None:
@@ -447,9 +460,9 @@ def check_round_trip(t: Target, r: Report, up: list[int], acct: Account) -> byte
         if port not in up:
             continue
         token = f"{port}-{secrets.token_hex(6)}"
-        refused = submit(t, acct, port, _message(acct.address, acct.address, token, "A test from mailwright check.\n"))
-        if refused:
-            r.add(f"submit {port}", FAIL, f"refused: {refused[:120]}", "check the account and the mail log")
+        status, why = submit(t, acct, port, _message(acct.address, acct.address, token, "A test from mailwright check.\n"))
+        if status != "ok":
+            r.add(f"submit {port}", FAIL, f"{status}: {why[:160]}", "check the account and the mail log")
             continue
         r.add(f"submit {port}", PASS, f"accepted for {acct.address}")
         if 993 not in up:
@@ -470,9 +483,11 @@ def check_round_trip(t: Target, r: Report, up: list[int], acct: Account) -> byte
 def check_filters(t: Target, r: Report, acct: Account) -> None:
     if t.facts.get("spam_filter"):
         token = f"gtube-{secrets.token_hex(6)}"
-        refused = submit(t, acct, 587, _message(acct.address, acct.address, token, GTUBE + "\n"))
-        msg = None if refused else fetch(t, acct, token, t.wait)
-        if refused:
+        status, refused = submit(t, acct, 587, _message(acct.address, acct.address, token, GTUBE + "\n"))
+        msg = None if status != "ok" else fetch(t, acct, token, t.wait)
+        if status == "error":
+            r.add("spam filter", FAIL, f"could not submit GTUBE: {refused[:120]}", "fix the round trip first")
+        elif status == "refused":
             r.add("spam filter", PASS, f"GTUBE refused: {refused[:80]}")
         elif msg is None:
             r.add("spam filter", PASS, "GTUBE not delivered (blocked)")
@@ -482,9 +497,11 @@ def check_filters(t: Target, r: Report, acct: Account) -> None:
             r.add("spam filter", FAIL, "GTUBE delivered without a spam flag", "check Amavis and SpamAssassin")
     if t.facts.get("virus_filter"):
         token = f"eicar-{secrets.token_hex(6)}"
-        refused = submit(t, acct, 587, _message(acct.address, acct.address, token, "attached\n", EICAR))
-        msg = None if refused else fetch(t, acct, token, min(t.wait, 30))
-        if msg is None:
+        status, refused = submit(t, acct, 587, _message(acct.address, acct.address, token, "attached\n", EICAR))
+        msg = None if status != "ok" else fetch(t, acct, token, min(t.wait, 30))
+        if status == "error":
+            r.add("virus filter", FAIL, f"could not submit EICAR: {refused[:120]}", "fix the round trip first")
+        elif msg is None:
             r.add("virus filter", PASS, "EICAR not delivered" + (f" ({refused[:60]})" if refused else ""))
         else:
             r.add("virus filter", FAIL, "EICAR delivered", "check ClamAV: signatures present, clamd running")
@@ -608,19 +625,28 @@ def check_dns(t: Target, r: Report, resolver: tuple[str, int] | None) -> None:
 
 # --- entry ----------------------------------------------------------------------------------------
 
+def _guarded(r: Report, name: str, fn, *args):
+    """A check that breaks is a failure with its reason, never a traceback that hides the others."""
+    try:
+        return fn(*args)
+    except Exception as e:          # noqa: BLE001 - reported, and the remaining checks still run
+        r.add(name, FAIL, f"the check itself failed: {type(e).__name__}: {e}", "run it again; report it if it persists")
+        return None
+
+
 def run(t: Target, resolver: tuple[str, int] | None = None, dns: bool = True) -> Report:
     r = Report()
-    up = check_ports(t, r)
-    check_banners(t, r, up)
-    check_tls(t, r, up)
-    check_smtp_policy(t, r, up)
+    up = _guarded(r, "ports", check_ports, t, r) or []
+    _guarded(r, "banners", check_banners, t, r, up)
+    _guarded(r, "tls", check_tls, t, r, up)
+    _guarded(r, "smtp policy", check_smtp_policy, t, r, up)
     with Account(t, r) as acct:
         if acct is not None:
-            msg = check_round_trip(t, r, up, acct)
-            check_filters(t, r, acct)
-            check_dkim(t, r, msg, resolver)
+            msg = _guarded(r, "round trip", check_round_trip, t, r, up, acct)
+            _guarded(r, "filters", check_filters, t, r, acct)
+            _guarded(r, "dkim", check_dkim, t, r, msg, resolver)
     if dns:
-        check_dns(t, r, resolver)
+        _guarded(r, "dns", check_dns, t, r, resolver)
     return r
 
 

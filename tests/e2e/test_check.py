@@ -75,6 +75,7 @@ def test_a_healthy_server_passes_every_check(server):
                   "read back 465"):
         assert got.get(check) == "pass", (check, out)
     assert "closed" in next(r["detail"] for r in out["results"] if r["check"] == "port 4190")
+    assert "550" in next(r["detail"] for r in out["results"] if r["check"] == "unknown recipient")
     # The test account was removed again.
     assert "mailwright-check-" not in (server.volumes.config / "postfix-accounts.cf").read_text()
 
