@@ -2,8 +2,10 @@
 
 amavisd-new depends on `systemd | systemd-standalone-sysusers | systemd-sysusers`. The image has no
 systemd: the descriptor names the small standalone provider so apt does not pull systemd in. On a
-host that runs systemd (a VPS), that package would conflict with systemd and apt would remove
+host where systemd is installed (a VPS), that package would conflict with it and apt would remove
 systemd to install it: there the descriptor's list goes without it (systemd satisfies the dependency).
+The question is the apt conflict itself, so the answer is the installed-package fact, not a
+setting: a VPS whose MAILWRIGHT_INIT sits in mailserver.env rather than in host data is safe too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import replace
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
 
 STANDALONE = "systemd-standalone-sysusers"
 
@@ -23,7 +26,5 @@ def packages_for(packages: tuple[str, ...], has_systemd: bool) -> tuple[str, ...
 @deploy("Amavis: install")
 def install(daemon, lock: dict[str, str]):
     from ops.mailserver import install_packages
-    # systemd supervises the daemons exactly on a MAILWRIGHT_INIT=systemd host (the image build and
-    # container deploys have no systemd).
-    has_systemd = host.data.get("MAILWRIGHT_INIT") == "systemd"
+    has_systemd = "systemd" in (host.get_fact(DebPackages) or {})
     install_packages(replace(daemon, packages=packages_for(daemon.packages, has_systemd)), lock)

@@ -162,8 +162,8 @@ def test_fetchmail_over_imaps_and_pop3s_and_getmail_over_imaps_deliver(server, t
     assert rc == ["fetchmail", "600"], rc
     # the UIDL cache (POP3) and getmail's oldmail file are on the state volume
     state = server.volumes.state
-    assert (state / "var-lib-fetchmail" / ".fetchids").is_file(), sorted(p.name for p in state.iterdir())
-    assert any(p.name.startswith("oldmail-") for p in (state / "var-lib-getmail").iterdir())
+    assert (state / "lib-fetchmail" / ".fetchids").is_file(), sorted(p.name for p in state.iterdir())
+    assert any(p.name.startswith("oldmail-") for p in (state / "lib-getmail").iterdir())
 
 
 def test_nothing_is_fetched_twice_after_a_recreate_with_the_same_state(server, tls):
