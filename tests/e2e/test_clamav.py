@@ -6,8 +6,8 @@ No signature can be downloaded here: the tests bring their own, tests/data/eicar
 signature of the EICAR string, one line). The server starts with an empty state volume, so with
 no signatures at all; the module's tests run in order on that one server.
 
-The last test deploys to the VPS target (systemd: mailwright's clamav-daemon.service, the
-freshclam timer) and checks the EICAR case there.
+The VPS target's EICAR case is in test_clamav_vps.py: a module of its own, so that this
+module's server (bound to the host's mail ports) is gone before the VPS starts.
 
 Every wait is a bounded poll for an observable result, never a timed assertion.
 """
@@ -183,53 +183,6 @@ def test_off_means_gone_and_on_again_with_the_persisted_signatures(server):
     poll(lambda: any("Blocked INFECTED" in x and infected["Message-ID"] in x for x in server.mail_log().splitlines()),
          "Blocked INFECTED after turning ClamAV on again", server.diagnostics)
     assert not in_mailbox(server, infected["Subject"])
-
-
-# --- the VPS target: Debian's unit name, mailwright's unit file, the same run.sh -------------------------
-
-@pytest.fixture(scope="module")
-def vps(request, tmp_path_factory, tls):
-    from harness import scenario as sc
-    from harness.targets import VpsTarget
-    from harness.vps import Vps
-    request.getfixturevalue("deploy_py")
-    root = tmp_path_factory.mktemp("clamav-vps")
-    scenario = sc.build(root / "config", tls)
-    machine = Vps(image=request.getfixturevalue("vps_image"), workdir=root / "vps")
-    t = VpsTarget(scenario=scenario, tls=tls, workdir=root, vps=machine, settings=dict(ENV))
-    try:
-        machine.start()
-        t.start()
-        yield t
-    finally:
-        t.teardown()
-
-
-def test_vps_eicar_is_blocked_and_clean_mail_delivered(vps):
-    # Installed by the deploy: clamav reads Amavis's files, Debian's own freshclam daemon and socket are off.
-    groups = vps.exec("id", "-nG", "clamav").stdout.split()
-    assert "amavis" in groups, groups
-    debian = vps.exec("systemctl", "is-enabled", "clamav-freshclam.service", "clamav-daemon.socket", check=False)
-    assert "enabled" not in debian.stdout.split(), debian.stdout
-    timer = vps.exec("systemctl", "is-enabled", "mailwright-job-freshclam.timer", check=False).stdout.strip()
-    assert timer == "enabled", timer
-    # Waiting for signatures under systemd too, then the test signature and clamd's start.
-    poll(lambda: "no virus signatures in /var/lib/clamav" in vps.mail_log(), "the no-signature line in mail.log",
-         vps.diagnostics, timeout=60)
-    vps.exec("sh", "-c", f"cat > {DB}/mwtest-eicar.hdb", input=HDB.read_text())
-    poll(lambda: vps.exec("clamdscan", "--ping", "1", check=False).returncode == 0,
-         "clamd answering", vps.diagnostics, timeout=60)
-    infected, clean = message(c.token("clamav-vps-eicar"), EICAR), message(c.token("clamav-vps-clean"))
-    send(infected)
-    send(clean)
-    c.wait_for_message(USER, vps.scenario.password(USER), clean["Subject"], context=tls_context(vps), timeout=90)
-    # Amavis logs through syslog on a VPS: the journal has its line.
-    poll(lambda: any("Blocked INFECTED" in x and infected["Message-ID"] in x
-                     for x in vps.exec("journalctl", "--no-pager", "-o", "cat", check=False).stdout.splitlines()),
-         "Blocked INFECTED for the EICAR message", vps.diagnostics)
-    with c.IMAPS(context=tls_context(vps)) as imap:
-        imap.login(USER, vps.scenario.password(USER))
-        assert c.find_message(imap, "INBOX", infected["Subject"]) is None
 
 
 def tls_context(t):
