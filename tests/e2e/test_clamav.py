@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -42,14 +41,7 @@ DEFERRED: list[str] = []        # the message the first test left deferred, for 
 
 
 def poll(predicate, what: str, diagnostics, timeout: float = 120, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not seen within {timeout}s (last: {last!r})\n{diagnostics()}")
+    return c.poll(predicate, what, diagnostics, timeout, every)
 
 
 def message(subject: str, attachment: bytes | None = None) -> EmailMessage:

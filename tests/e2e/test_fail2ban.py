@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness import SERVER_NAME
+from harness import clients as c
 from harness import dockercli as d
 from harness.configdir import MailConfig
 from harness.mailserver import MailContainer, Volumes
@@ -160,15 +161,7 @@ def container_probe(name: str, ip: str, ports=(25, 587, 993)) -> dict[int, str]:
     return {int(k): v for k, v in (item.split("=") for item in out.split())}
 
 
-def poll(predicate, what: str, diagnostics, timeout: float = 90, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not seen within {timeout}s (last: {last!r})\n{diagnostics()}")
+poll = c.poll
 
 
 # --- fixtures -------------------------------------------------------------------------------------

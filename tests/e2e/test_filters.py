@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import socket
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +36,7 @@ ENV = {"ENABLE_AMAVIS": "1", "ENABLE_SPAMASSASSIN": "1", "SA_TAG": "-100000", "M
 USER = sc.USER1
 
 
-def poll(predicate, what: str, diagnostics, timeout: float = 90, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not seen within {timeout}s (last: {last!r})\n{diagnostics()}")
+poll = c.poll
 
 
 @dataclass

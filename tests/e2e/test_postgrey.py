@@ -50,15 +50,7 @@ def rcpt_reply(rcpt: str, sender: str, source: str | None = None) -> tuple[int, 
         return code, text.decode(errors="replace")
 
 
-def poll(predicate, what: str, diagnostics, timeout: float = 90, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"{what}: not seen within {timeout}s (last: {last!r})\n{diagnostics()}")
+poll = c.poll
 
 
 # --- the descriptor alone, in the image ---------------------------------------------------------------

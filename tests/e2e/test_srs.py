@@ -94,13 +94,7 @@ class Sink:
 
 
 def poll(predicate, what, diagnostics, timeout=60, every=0.5):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (found := predicate()):
-            return found
-        time.sleep(every)
-    raise AssertionError(f"{what}: not seen within {timeout}s\n{diagnostics()}")
+    return c.poll(predicate, what, diagnostics, timeout, every)
 
 
 @pytest.fixture(scope="module")

@@ -218,3 +218,18 @@ def wait_for_ports(ports, timeout: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"ports {pending} not accepting connections after {timeout}s")
         time.sleep(0.3)
+
+
+def poll(predicate, what: str, diagnostics, timeout: float = 90, every: float = 1.0):
+    """Call `predicate` until it returns something true (returned), or fail after `timeout`
+    seconds with `what`, its last value and the server's `diagnostics()`: a bounded wait for an
+    observable result, never a timed assertion."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"{what}: not seen within {timeout}s (last: {last!r})\n{diagnostics()}")
+
