@@ -1,4 +1,4 @@
-"""Rotation of /var/log/mail/mail.log: `python3 -m mailwright.logrotate` (a scheduled job).
+"""Rotation of /var/log/mail/mail.log and the daemons' own logs: `python3 -m mailwright.logrotate` (a scheduled job).
 
 docker-mailserver's logrotate rule, `compress copytruncate delaycompress rotate
 LOGROTATE_COUNT LOGROTATE_INTERVAL`, without the logrotate package: the newest
@@ -87,16 +87,30 @@ def run(interval: str, count: int, log: Path = LOG, status: Path = STATUS,
     return rotated
 
 
-def main() -> int:
+def status_of(log: Path) -> Path:
+    """Where a log's last rotation date is kept: mail.log's own name (kept from before), else `<name>.status`."""
+    return STATUS if log == LOG else STATUS.with_name(f"{log.stem}.status")
+
+
+def main(settings_file: str = "/etc/dms-settings") -> int:
+    """Rotate mail.log and every enabled daemon's own logs (their descriptors' `logs`)."""
+    from ops import daemons
     from ops.settings import SettingsError, read_dms_settings
     try:
-        s = read_dms_settings()
-        if run(s.LOGROTATE_INTERVAL, s.LOGROTATE_COUNT):
-            print(f"rotated {LOG} ({s.LOGROTATE_INTERVAL}, {s.LOGROTATE_COUNT} kept)")
+        s = read_dms_settings(settings_file)
+        logs = [LOG, *(Path(p) for p in daemons.logs(s))]
     except (SettingsError, OSError) as e:
         print(f"ERROR mailwright.logrotate: {e}", file=sys.stderr)
         return 1
-    return 0
+    failed = 0
+    for log in logs:      # one log failing does not keep the others from rotating
+        try:
+            if run(s.LOGROTATE_INTERVAL, s.LOGROTATE_COUNT, log=log, status=status_of(log)):
+                print(f"rotated {log} ({s.LOGROTATE_INTERVAL}, {s.LOGROTATE_COUNT} kept)")
+        except OSError as e:
+            print(f"ERROR mailwright.logrotate: {log}: {e}", file=sys.stderr)
+            failed = 1
+    return failed
 
 
 if __name__ == "__main__":

@@ -124,6 +124,9 @@ class Daemon:
     - `secrets`: paths the image build strips (files, or symlinks to them; a `/**` suffix: a folder's content).
     - `reads`: config-folder files it reads (documentation; ops.configdir.WATCHED is what is watched).
     - `jobs`: scheduled tasks (systemd timers on a VPS, the supervisor's schedule in a container).
+    - `logs`: log files of its own besides mail.log (e.g. fail2ban.log); mail.log's job rotates them
+      with mail.log's rule (LOGROTATE_INTERVAL, LOGROTATE_COUNT; copy, then truncate in place, so the
+      daemon must write with O_APPEND), as docker-mailserver's logrotate does.
     - `files(settings, cfg, tls)`: its config.py. It should return its paths whatever the settings
       (content None for a file not wanted): for a disabled daemon `ops.plan` turns every path it
       returns into a removal, so nothing of it is left behind. The files are tagged with this
@@ -144,6 +147,7 @@ class Daemon:
     secrets: tuple[str, ...] = ()         # made by its packages at install time: stripped from the image
     reads: tuple[str, ...] = ()           # config-folder files it reads (the change poller watches them)
     jobs: tuple[Job, ...] = ()
+    logs: tuple[str, ...] = ()            # its own log files beside mail.log: rotated with mail.log's rule
     files: Callable[["Settings", "ConfigDir", "Tls"], list["ConfigFile"]] = no_files     # its config.py
     postfix: Callable[["Settings", "ConfigDir"], PostfixHooks] = no_hooks
     order: int = 50                       # start order (lower first); stop runs in reverse

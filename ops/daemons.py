@@ -110,6 +110,11 @@ def units(settings) -> list[str]:
     return [d.unit for d in enabled(settings) if d.has_process]
 
 
+def logs(settings) -> list[str]:
+    """The enabled daemons' own log files, which mail.log's rotation job also rotates."""
+    return [path for d in enabled(settings) for path in d.logs]
+
+
 def state_folders(settings) -> list[str]:
     """Folders the enabled daemons keep on /var/mail-state."""
     return [path for d in enabled(settings) for path in d.state]

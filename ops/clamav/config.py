@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import re
 
-from ops.clamav.daemon import AMAVIS_SNIPPET, CLAMD_CONF, PIDFILE, RUN_SH, SOCKET, STATE, UNIT_FILE
+from ops.clamav.daemon import AMAVIS_SNIPPET, CLAMD_CONF, LOGS, PIDFILE, RUN_SH, SOCKET, STATE, UNIT_FILE
 from ops.render import ConfigFile, rendered
 from ops.settings import Settings
 
 log = logging.getLogger("mailwright.config")
 
-CLAMAV_LOG = "/var/log/mail/clamav.log"
+CLAMAV_LOG = LOGS[0]
 # clamd reads sizes into 32 bits and cannot scan files over 2 GB; docker-mailserver warns above 2G/4000M.
 LARGEST = 4000 * 1024 ** 2
 SCANNABLE = 2 * 1024 ** 3

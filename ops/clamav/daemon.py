@@ -18,6 +18,7 @@ CLAMD_CONF = "/etc/clamav/clamd.conf"
 SOCKET = "/run/clamav/clamd.ctl"                # Debian's, and the one of Debian's 15-av_scanners
 PIDFILE = "/run/clamav/clamd.pid"
 STATE = "/var/lib/clamav"
+LOGS = ("/var/log/mail/clamav.log", "/var/log/mail/freshclam.log")   # run.sh's $LOGDIR; clamd.conf's LogFile
 AMAVIS_SNIPPET = "/etc/amavis/conf.d/55-mailwright-clamav"
 UNIT = "clamav-daemon.service"                  # Debian's name; mailwright's unit file replaces Debian's
 UNIT_FILE = f"/etc/systemd/system/{UNIT}"
@@ -44,6 +45,7 @@ DAEMON = Daemon(
     reload=Reload("restart"),
     sockets=(SOCKET,),
     state=(STATE,),
+    logs=LOGS,            # rotated with mail.log's rule, as docker-mailserver's logrotate does
     jobs=(Job("freshclam", FRESHCLAM_EVERY, ("/bin/sh", RUN_SH, "freshclam")),),
     files=_files,
     # After Amavis (60): its install made the amavis user this one's install joins groups with;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Job, Reload
+from ops.daemon import Daemon, Reload
 
 # Paths here rather than in config.py: the descriptor stays standard-library only (the image
 # build reads every descriptor); config.py and the `setup fail2ban` command import them from here.
@@ -49,9 +49,7 @@ DAEMON = Daemon(
     sockets=(SOCKET,),
     state=(STATE,),
     reads=READS,
-    # fail2ban.log rotates with mail.log's rule (docker-mailserver's logrotate covers both).
-    jobs=(Job("fail2ban-log-rotate", 3600, ("/usr/bin/python3", "-m", "ops.fail2ban.rotate"),
-              enabled=lambda s: s.ENABLE_FAIL2BAN),),
+    logs=(LOG,),          # rotated with mail.log's rule (docker-mailserver's logrotate covers both)
     files=_files,
     order=95,      # after Postfix (90) and Dovecot: it only reads their log
 )

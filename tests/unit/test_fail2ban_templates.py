@@ -199,22 +199,13 @@ def test_ignoreip_is_one_line_of_addresses(tmp_path_factory, addresses):
     assert line[0].split()[2:] == ["127.0.0.1/8", "::1", *addresses]
 
 
-# --- fail2ban.log rotation (the descriptor's job) ------------------------------------------------------
+# --- fail2ban.log rotation (mail.log's job, from the descriptor's `logs`) ---------------------------------
 
-def test_fail2ban_log_rotates_with_mail_logs_rule(tmp_path):
-    from ops.fail2ban import rotate
-    job, = DAEMON.jobs
-    assert job.command == ("/usr/bin/python3", "-m", "ops.fail2ban.rotate") and job.every == 3600
-    assert job.enabled(load(ENABLE_FAIL2BAN=1)) and not job.enabled(load())
-    settings = tmp_path / "dms-settings"
-    settings.write_text("LOGROTATE_INTERVAL='daily'\nLOGROTATE_COUNT='2'\n")
-    log, status = tmp_path / "fail2ban.log", tmp_path / "status"
-    log.write_text("line one\n")
-    status.write_text("2000-01-01\n")                      # the last rotation: long ago
-    assert rotate.main(str(settings), log=log, status=status) == 0
-    assert (tmp_path / "fail2ban.log.1").read_text() == "line one\n"
-    assert log.read_text() == ""                           # truncated in place: fail2ban keeps writing
-    assert rotate.main(str(tmp_path / "missing"), log=log, status=status) == 1
+def test_fail2ban_log_is_rotated_with_mail_logs_rule_only_when_on():
+    from ops import daemons
+    assert "/var/log/mail/fail2ban.log" in daemons.logs(load(ENABLE_FAIL2BAN=1))
+    assert "/var/log/mail/fail2ban.log" not in daemons.logs(load())
+    assert not DAEMON.jobs                                 # no job of its own: mail.log's job rotates it
 
 
 # --- the foreground command ------------------------------------------------------------------------------

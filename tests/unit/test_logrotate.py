@@ -66,3 +66,38 @@ def test_settings_are_implemented_and_validated():
     with pytest.raises(S.SettingsError, match="LOGROTATE_INTERVAL"):
         S.load(environ={"MAILWRIGHT_INIT": "container", "LOGROTATE_INTERVAL": "hourly"}, fqdn="mail.example.test")
     assert S._FIELDS["LOGROTATE_COUNT"].metadata["implemented"]
+
+
+def test_the_job_rotates_every_enabled_daemons_own_logs_with_mail_logs_rule(tmp_path, monkeypatch):
+    """ClamAV's and Fail2ban's logs (their descriptors' `logs`) rotate with mail.log, each with its own
+    status; a daemon that is off keeps its old log untouched; one unreadable log stops none of the others."""
+    from ops import daemons
+    root = tmp_path / "log"
+    root.mkdir()
+    monkeypatch.setattr(logrotate, "LOG", root / "mail.log")
+    monkeypatch.setattr(logrotate, "STATUS", tmp_path / "status" / "mailwright.status")
+    real = daemons.logs
+    monkeypatch.setattr(daemons, "logs", lambda s: [str(root / os.path.basename(p)) for p in real(s)])
+    names = ("mail.log", "clamav.log", "freshclam.log", "fail2ban.log")
+    for name in names:
+        (root / name).write_text(f"{name} line\n")
+    (tmp_path / "status").mkdir()
+    for name in names:                                       # each one last rotated long ago
+        logrotate.status_of(root / name).write_text("2000-01-01\n")
+    settings = tmp_path / "dms-settings"
+    settings.write_text("LOGROTATE_INTERVAL='daily'\nLOGROTATE_COUNT='2'\nENABLE_CLAMAV='1'\n")
+
+    assert logrotate.main(str(settings)) == 0
+    for name in ("mail.log", "clamav.log", "freshclam.log"):
+        assert (root / f"{name}.1").read_text() == f"{name} line\n" and (root / name).read_text() == ""
+    assert (root / "fail2ban.log").read_text() == "fail2ban.log line\n"      # Fail2ban is off
+    assert not (root / "fail2ban.log.1").exists()
+    assert logrotate.status_of(root / "clamav.log") != logrotate.status_of(root / "mail.log")
+
+    settings.write_text("LOGROTATE_INTERVAL='daily'\nENABLE_FAIL2BAN='1'\nENABLE_CLAMAV='1'\n")
+    (root / "clamav.log").unlink()
+    (root / "clamav.log").mkdir()                            # not a file: skipped, the others still rotate
+    logrotate.status_of(root / "fail2ban.log").write_text("2000-01-01\n")
+    assert logrotate.main(str(settings)) == 0
+    assert (root / "fail2ban.log.1").read_text() == "fail2ban.log line\n"
+    assert logrotate.main(str(tmp_path / "missing")) == 1
