@@ -32,7 +32,7 @@ from harness import ldap
 from harness import scenario as sc
 from harness.configdir import MailConfig
 from harness.mailserver import MailContainer, Volumes
-from harness.targets import VpsTarget
+from harness.targets import DockerConnectorTarget, VpsTarget
 from harness.vps import Vps
 
 pytestmark = pytest.mark.docker
@@ -77,6 +77,8 @@ TLS_ENV = {"LDAP_START_TLS": "yes", "DOVECOT_TLS": "yes", "SASLAUTHD_LDAP_START_
            "SASLAUTHD_LDAP_TLS_CACERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}
 ENV = {**README_ENV, **README_SASLAUTHD, **TLS_ENV, "SPOOF_PROTECTION": "1"}
 VPS_ENV = {**README_ENV, "SPOOF_PROTECTION": "1"}
+# pyinfra's docker connector: the README's example with SASLauthd, over plain LDAP on loopback.
+DOCKER_ENV = {**README_ENV, **README_SASLAUTHD, "SPOOF_PROTECTION": "1"}
 
 
 def poll(predicate, what: str, diagnostics, timeout: float = 60, every: float = 1.0):
@@ -121,7 +123,7 @@ def directory(base_image, tls, tmp_path_factory):
         slapd.remove()
 
 
-@pytest.fixture(scope="module", params=["image", "vps"])
+@pytest.fixture(scope="module", params=["image", "vps", "docker"])
 def server(request, tls, directory, tmp_path_factory):
     if request.param == "image":
         image = request.getfixturevalue("image")
@@ -140,22 +142,33 @@ def server(request, tls, directory, tmp_path_factory):
             box.remove()
         return
     request.getfixturevalue("deploy_py")
-    vps_image = request.getfixturevalue("vps_image")
-    root = tmp_path_factory.mktemp("ldap-vps")
-    machine = Vps(image=vps_image, workdir=root / "vps")
-    target = VpsTarget(scenario=sc.build(root / "config", tls), tls=tls, workdir=root, vps=machine,
-                       settings=dict(VPS_ENV))
+    root = tmp_path_factory.mktemp(f"ldap-{request.param}")
+    scenario = sc.build(root / "config", tls)
+    if request.param == "vps":
+        machine = Vps(image=request.getfixturevalue("vps_image"), workdir=root / "vps")
+        target = VpsTarget(scenario=scenario, tls=tls, workdir=root, vps=machine, settings=dict(VPS_ENV))
+        start = [machine.start, target.start]
+    else:
+        target = DockerConnectorTarget(scenario=scenario, tls=tls, workdir=root,
+                                       base_image=request.getfixturevalue("base_image"),
+                                       volumes=Volumes.under(root, scenario.config.path), settings=dict(DOCKER_ENV))
+        start = [target.start]
     try:
-        machine.start()
-        target.start()
+        for step in start:
+            step()
         yield target
     finally:
         target.teardown()
 
 
 def image_only(server) -> None:
-    if isinstance(server, VpsTarget):
-        pytest.skip("the image target covers this case (a VPS restart is a reboot)")
+    if not isinstance(server, MailContainer):
+        pytest.skip("the image target covers this case (a VPS restart is a reboot; the docker connector's "
+                    "deploy is the same product as the image's)")
+
+
+def saslauthd_on(server) -> bool:
+    return not isinstance(server, VpsTarget)
 
 
 def deliver(server, rcpt: str, tok: str, sender: str = f"someone@{DOMAIN}") -> None:
@@ -202,21 +215,24 @@ def test_smtp_auth_with_the_directory_password(server, tls, port):
     c.wait_for_message(BOB, BOB_PW, tok, context=tls.client_context(), timeout=60)
 
 
-def test_smtp_auth_on_the_image_is_saslauthd_asking_the_directory_over_verified_starttls(server):
+def test_smtp_auth_is_saslauthd_asking_the_directory_over_verified_starttls(server):
     """README's ENABLE_SASLAUTHD=1 / SASLAUTHD_LDAP_*: Postfix asks saslauthd (Cyrus SASL), whose
     /etc/saslauthd.conf holds the bind password (root-only) and asks slapd with StartTLS,
-    checking its certificate against the test CA."""
-    image_only(server)
+    checking its certificate against the test CA (the docker connector: plain LDAP on loopback)."""
+    if not saslauthd_on(server):
+        pytest.skip("the VPS runs without saslauthd: SMTP AUTH through Dovecot's LDAP passdb")
     assert server.exec("postconf", "-h", "smtpd_sasl_type").stdout.strip() == "cyrus"
     assert server.exec("stat", "-c", "%a %U", "/etc/saslauthd.conf").stdout.split() == ["600", "root"]
     conf = server.exec("cat", "/etc/saslauthd.conf").stdout
-    for line in (f"ldap_servers: ldap://127.0.0.1:{ldap.PORT}", "ldap_start_tls: yes", "ldap_tls_check_peer: yes",
+    tls_lines = ("ldap_start_tls: yes", "ldap_tls_check_peer: yes") if isinstance(server, MailContainer) else ()
+    for line in (f"ldap_servers: ldap://127.0.0.1:{ldap.PORT}", *tls_lines,
                  "ldap_filter: (&(objectClass=PostfixBookMailAccount)(uniqueIdentifier=%U))"):
         assert line in conf.splitlines(), (line, conf.replace(ldap.ADMIN_PW, "***"))
     for user, password, ok in ((ALICE, ALICE_PW, True), (ALICE, "not-" + ALICE_PW, False), (BOB, ALICE_PW, False)):
         r = server.exec("testsaslauthd", "-u", user, "-p", password, "-f", "/run/saslauthd/mux", check=False)
         assert (r.returncode == 0 and "OK" in r.stdout) == ok, (user, ok, r.stdout, r.stderr, server.diagnostics())
-    assert ldap.ADMIN_PW not in server.logs() and ldap.ADMIN_PW not in server.mail_log()
+    said = server.logs() if isinstance(server, MailContainer) else server.report_text()
+    assert ldap.ADMIN_PW not in said and ldap.ADMIN_PW not in server.mail_log()
 
 
 def test_a_wrong_password_is_refused(server, tls):
