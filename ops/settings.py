@@ -65,6 +65,8 @@ def control_character(value: str) -> str | None:
     return next((c for c in value if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp")), None)
 
 LATER = {"implemented": False}
+# The yes/no flags of saslauthd.conf (its own parser takes these spellings).
+YES_NO = r"(?i)^(yes|no|on|off|true|false|1|0)$"
 # LOG_LEVEL's values, quietest first: the `setup` CLI ranks its messages by this order.
 LOG_LEVELS = ("error", "warn", "info", "debug", "trace")
 
@@ -234,18 +236,25 @@ class Settings:
     SASLAUTHD_MECHANISMS: str = opt("", "saslauthd mechanism: ldap (the default when enabled) or rimap",
                                     choices=("", "ldap", "rimap"))
     SASLAUTHD_MECH_OPTIONS: str = opt("", "saslauthd mechanism options (rimap: IMAP host)")
-    SASLAUTHD_LDAP_SERVER: str = opt("", "saslauthd LDAP server; empty: LDAP_SERVER_HOST")
-    SASLAUTHD_LDAP_BIND_DN: str = opt("", "saslauthd LDAP bind DN")
-    SASLAUTHD_LDAP_PASSWORD: str = opt("", "saslauthd LDAP password", secret=True)
-    SASLAUTHD_LDAP_SEARCH_BASE: str = opt("", "saslauthd LDAP search base")
-    SASLAUTHD_LDAP_FILTER: str = opt("", "saslauthd LDAP filter")
-    SASLAUTHD_LDAP_START_TLS: str = opt("no", "saslauthd LDAP StartTLS")
-    SASLAUTHD_LDAP_TLS_CHECK_PEER: str = opt("no", "saslauthd LDAP peer check")
-    SASLAUTHD_LDAP_TLS_CACERT_FILE: str = opt("", "saslauthd LDAP CA file")
-    SASLAUTHD_LDAP_TLS_CACERT_DIR: str = opt("", "saslauthd LDAP CA dir")
-    SASLAUTHD_LDAP_PASSWORD_ATTR: str = opt("", "saslauthd LDAP password attribute")
-    SASLAUTHD_LDAP_MECH: str = opt("", "saslauthd LDAP SASL mechanism")
-    SASLAUTHD_LDAP_AUTH_METHOD: str = opt("bind", "saslauthd LDAP auth method")
+    SASLAUTHD_LDAP_SERVER: str = opt("", "saslauthd LDAP server(s), space-separated; a bare host gets ldap://; "
+                                     "empty: LDAP_SERVER_HOST")
+    SASLAUTHD_LDAP_BIND_DN: str = opt("", "saslauthd LDAP bind DN; empty: LDAP_BIND_DN")
+    SASLAUTHD_LDAP_PASSWORD: str = opt("", "saslauthd LDAP bind password; empty: LDAP_BIND_PW", secret=True)
+    SASLAUTHD_LDAP_SEARCH_BASE: str = opt("", "saslauthd LDAP search base; empty: LDAP_SEARCH_BASE")
+    SASLAUTHD_LDAP_FILTER: str = opt("", "saslauthd LDAP filter (%u: the login, %U: its local part, %d: its domain); "
+                                     "empty: (&(uniqueIdentifier=%u)(mailEnabled=TRUE))")
+    SASLAUTHD_LDAP_START_TLS: str = opt("no", "saslauthd LDAP StartTLS (yes/no)", pattern=YES_NO)
+    SASLAUTHD_LDAP_TLS_CHECK_PEER: str = opt("no", "saslauthd LDAP: verify the directory's certificate (yes/no)",
+                                             pattern=YES_NO)
+    SASLAUTHD_LDAP_TLS_CACERT_FILE: str = opt("", "saslauthd LDAP CA file (absolute path); empty: not written",
+                                              pattern=r"^/\S*$")
+    SASLAUTHD_LDAP_TLS_CACERT_DIR: str = opt("", "saslauthd LDAP CA folder (absolute path); empty: not written",
+                                             pattern=r"^/\S*$")
+    SASLAUTHD_LDAP_PASSWORD_ATTR: str = opt("", "saslauthd LDAP password attribute; empty: not written",
+                                            pattern=r"^[A-Za-z][A-Za-z0-9;-]*$")
+    SASLAUTHD_LDAP_MECH: str = opt("", "saslauthd LDAP SASL mechanism (with ldap_auth_method custom); empty: not written",
+                                   pattern=r"^[A-Za-z0-9_-]+$")
+    SASLAUTHD_LDAP_AUTH_METHOD: str = opt("bind", "saslauthd LDAP auth method", choices=("bind", "custom", "fastbind"))
     ENABLE_OAUTH2: bool = opt(False, "OAuth2 login through Dovecot", **LATER)
     OAUTH2_INTROSPECTION_URL: str = opt("", "OAuth2 introspection URL", **LATER)
     ENABLE_SRS: bool = opt(False, "Sender Rewriting Scheme for forwarded mail (postsrsd on 127.0.0.1:10001/10002; ops/postsrsd)")
@@ -509,6 +518,8 @@ def validate(s: Settings) -> None:
                             "neither is set")
     if s.ACCOUNT_PROVISIONER == "LDAP":
         validate_ldap(s)
+    if s.ENABLE_SASLAUTHD and (s.SASLAUTHD_MECHANISMS or "ldap") == "ldap":
+        validate_saslauthd_ldap(s)
     if s.POSTFIX_MAILBOX_SIZE_LIMIT and s.POSTFIX_MAILBOX_SIZE_LIMIT < s.POSTFIX_MESSAGE_SIZE_LIMIT:
         raise SettingsError(
             f"POSTFIX_MAILBOX_SIZE_LIMIT={s.POSTFIX_MAILBOX_SIZE_LIMIT} is smaller than "
@@ -528,6 +539,27 @@ def validate_ldap(s: Settings) -> None:
             if not LDAP_URI.match(uri) or uri.split("://", 1)[0] != "ldapi" and not uri.split("://", 1)[1]:
                 raise SettingsError(f"{name}={value!r}: {uri!r} is not an LDAP URI; it must start with "
                                     "ldap://, ldaps:// or ldapi:// (e.g. ldap://ldap.example.com)")
+
+
+def saslauthd_ldap_servers(s: Settings) -> tuple[str, str]:
+    """(the setting it comes from, saslauthd's ldap_servers): SASLAUTHD_LDAP_SERVER, else
+    LDAP_SERVER_HOST; docker-mailserver puts ldap:// before a value without a scheme."""
+    name = "SASLAUTHD_LDAP_SERVER" if s.SASLAUTHD_LDAP_SERVER else "LDAP_SERVER_HOST"
+    value = getattr(s, name)
+    return name, value if "://" in value or not value else f"ldap://{value}"
+
+
+def validate_saslauthd_ldap(s: Settings) -> None:
+    """ENABLE_SASLAUTHD=1 with the ldap mechanism: a directory to ask, given as LDAP URIs.
+    (Line breaks in any SASLAUTHD_* value are refused for every setting, in _parse.)"""
+    name, servers = saslauthd_ldap_servers(s)
+    if not servers:
+        raise SettingsError("ENABLE_SASLAUTHD=1 with SASLAUTHD_MECHANISMS=ldap needs SASLAUTHD_LDAP_SERVER "
+                            "or LDAP_SERVER_HOST (e.g. ldap://ldap.example.com)")
+    for uri in servers.split():
+        if not LDAP_URI.match(uri) or uri.split("://", 1)[0] != "ldapi" and not uri.split("://", 1)[1]:
+            raise SettingsError(f"{shown(name, getattr(s, name))}: {uri!r} is not an LDAP URI; it must start "
+                                "with ldap://, ldaps:// or ldapi:// (or be a bare host name)")
 
 
 def read_dms_settings(path: str | Path = "/etc/dms-settings") -> Settings:

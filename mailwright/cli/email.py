@@ -42,6 +42,8 @@ before it are deleted.
 """, "setup email del -y user@example.com")
 LIST_USAGE = usage_text("email list", """
 List the mail accounts with their quota usage and the aliases that point at them.
+With ACCOUNT_PROVISIONER=LDAP: the directory's accounts (asked through Dovecot),
+with their quota usage when quotas are on; aliases and groups are not shown.
 """)
 RESTRICT_USAGE = usage_text("email restrict <add|del|list> <send|receive> [<MAIL ACCOUNT>]", """
 Deny an address to send (postfix-send-access.cf) or to receive
@@ -325,14 +327,55 @@ def _quota_part(ctx: Context, cfg: configdir.ConfigDir, address: str) -> str:
     return f"( {_iec(used)} / {_iec(limit) if limit else '~'} ) [{percent}%]"
 
 
+def _directory_accounts(ctx: Context) -> list[str]:
+    """ACCOUNT_PROVISIONER=LDAP: the directory's accounts, as Dovecot's LDAP userdb iterates
+    them (dovecot-ldap.conf.ext's iterate_filter/iterate_attrs: every PostfixBookMailAccount,
+    by its mail address). Raises CliError saying why when they cannot be listed."""
+    cannot = "ACCOUNT_PROVISIONER=LDAP: cannot list the accounts of the LDAP directory"
+    if not ctx.settings.dovecot_enabled:
+        raise CliError(f"{cannot}: Dovecot, which reads them, does not run with SMTP_ONLY=1; "
+                       "list them in the directory (e.g. ldapsearch)")
+    doveadm = shutil.which("doveadm")
+    if not doveadm:
+        raise CliError(f"{cannot}: doveadm is not installed here; list them in the directory (e.g. ldapsearch)")
+    try:
+        done = subprocess.run([doveadm, "user", "*"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise CliError(f"{cannot}: the directory did not answer within 60 s") from None
+    except OSError as e:
+        raise CliError(f"{cannot}: {e.strerror or e}") from None
+    if done.returncode != 0:
+        why = next((line for line in reversed(done.stderr.splitlines()) if line.strip()), f"exit {done.returncode}")
+        raise CliError(f"{cannot}: doveadm user: " + "".join(c if c.isprintable() else "?" for c in why.strip()))
+    # One name a line; anything that is not a single printable word is not shown.
+    names = {line.strip() for line in done.stdout.splitlines()}
+    return sorted(n for n in names if n and n.isprintable() and not any(c.isspace() for c in n))
+
+
+def _email_list_ldap(ctx: Context) -> int:
+    """docker-mailserver's `email list` format from the directory: `* address` with the quota
+    part when quotas are on; aliases and groups live in the directory and are not shown."""
+    addresses = _directory_accounts(ctx)
+    if not addresses:
+        ctx.log("warn", "the LDAP directory has no mail accounts (objectClass=PostfixBookMailAccount)")
+        return 0
+    cfg = ctx.config()
+    out = []
+    for address in addresses:
+        entry = f"* {address}"
+        if ctx.settings.quotas_enabled:
+            entry += " " + _quota_part(ctx, cfg, address)
+        out.append(entry + "\n\n")
+    print("".join(out), end="", flush=True)
+    return 0
+
+
 def email_list(ctx: Context, args: list[str]) -> int:
     ctx.program = "listmailuser"
     if args and args[0] == "help":
         raise UsageExit(LIST_USAGE, 0)
-    if ctx.settings.ACCOUNT_PROVISIONER != "FILE":
-        raise CliError("This command is only compatible with 'ACCOUNT_PROVISIONER=FILE': with "
-                       f"ACCOUNT_PROVISIONER={ctx.settings.ACCOUNT_PROVISIONER} the accounts live in the "
-                       "directory; list them there (e.g. ldapsearch)")
+    if ctx.settings.ACCOUNT_PROVISIONER == "LDAP":
+        return _email_list_ldap(ctx)
     require_content(ctx.file(ACCOUNTS))
     cfg = ctx.config()
     out = []

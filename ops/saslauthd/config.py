@@ -14,7 +14,7 @@ import shlex
 
 from ops.daemon import PostfixHooks
 from ops.render import ConfigFile, rendered
-from ops.settings import Settings
+from ops.settings import Settings, saslauthd_ldap_servers
 
 from ops.saslauthd.daemon import CONF, FOREGROUND, OPTIONS, RUN_DIR, SMTPD_CONF, UNIT_FILE  # noqa: F401
 
@@ -26,9 +26,8 @@ def mechanism(s: Settings) -> str:
 
 
 def ldap_server(s: Settings) -> str:
-    """docker-mailserver: a bare host gets `ldap://`."""
-    server = s.SASLAUTHD_LDAP_SERVER or s.LDAP_SERVER_HOST
-    return server if "://" in server or not server else f"ldap://{server}"
+    """docker-mailserver: a bare host gets `ldap://` (the same rule validates it: ops.settings)."""
+    return saslauthd_ldap_servers(s)[1]
 
 
 def ldap_conf(s: Settings) -> list[tuple[str, str]]:

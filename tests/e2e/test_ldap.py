@@ -4,9 +4,12 @@ One directory for the module; the mail server on two targets, one after the othe
 then a VPS (systemd, deployed over SSH; the restart and outage cases run on the image only).
 The server runs docker-mailserver's README
 LDAP example as it is written (ENABLE_LDAP=1, the LDAP_QUERY_FILTER_* and DOVECOT_*_FILTER
-values; LDAP_SERVER_HOST is the bare `host:port` form that README uses, pointed at this
-slapd) plus StartTLS to the directory (LDAP_START_TLS, DOVECOT_TLS) verified against the
-test CA (on the image; the VPS asks over plain LDAP on loopback), and SPOOF_PROTECTION. The directory holds the PostfixBook schema and a seed
+values, ENABLE_SASLAUTHD=1 with its SASLAUTHD_LDAP_* values; LDAP_SERVER_HOST and
+SASLAUTHD_LDAP_SERVER are the bare `host:port` form that README uses, pointed at this
+slapd) plus StartTLS to the directory (LDAP_START_TLS, DOVECOT_TLS, SASLAUTHD_LDAP_START_TLS
+with SASLAUTHD_LDAP_TLS_CHECK_PEER) verified against the test CA, and SPOOF_PROTECTION.
+That is the image; the VPS runs the same without saslauthd (SMTP AUTH through Dovecot's LDAP
+passdb, so both AUTH paths are covered) and asks over plain LDAP on loopback. The directory holds the PostfixBook schema and a seed
 written here: accounts with an alias and a group, and a PostfixBookMailForward.
 
 Every wait is a bounded poll for an observable result, never a timed assertion.
@@ -15,7 +18,9 @@ Every wait is a bounded poll for an observable result, never a timed assertion.
 from __future__ import annotations
 
 import imaplib
+import socket
 import smtplib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +32,7 @@ from harness import ldap
 from harness import scenario as sc
 from harness.configdir import MailConfig
 from harness.mailserver import MailContainer, Volumes
-from harness.targets import VpsTarget
+from harness.targets import DockerConnectorTarget, VpsTarget
 from harness.vps import Vps
 
 pytestmark = pytest.mark.docker
@@ -57,8 +62,23 @@ README_ENV = {
     "DOVECOT_PASS_FILTER": "(&(objectClass=PostfixBookMailAccount)(uniqueIdentifier=%n))",
     "DOVECOT_USER_FILTER": "(&(objectClass=PostfixBookMailAccount)(uniqueIdentifier=%n))",
 }
-ENV = {**README_ENV, "LDAP_START_TLS": "yes", "DOVECOT_TLS": "yes", "SPOOF_PROTECTION": "1"}
+README_SASLAUTHD = {
+    "ENABLE_SASLAUTHD": "1",
+    "SASLAUTHD_MECHANISMS": "ldap",
+    "SASLAUTHD_LDAP_SERVER": f"127.0.0.1:{ldap.PORT}",
+    "SASLAUTHD_LDAP_BIND_DN": ldap.ADMIN_DN,
+    "SASLAUTHD_LDAP_PASSWORD": ldap.ADMIN_PW,
+    "SASLAUTHD_LDAP_SEARCH_BASE": ldap.BASE,
+    "SASLAUTHD_LDAP_FILTER": "(&(objectClass=PostfixBookMailAccount)(uniqueIdentifier=%U))",
+}
+# The image trusts the test CA as its system bundle (LdapMail).
+TLS_ENV = {"LDAP_START_TLS": "yes", "DOVECOT_TLS": "yes", "SASLAUTHD_LDAP_START_TLS": "yes",
+           "SASLAUTHD_LDAP_TLS_CHECK_PEER": "yes",
+           "SASLAUTHD_LDAP_TLS_CACERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}
+ENV = {**README_ENV, **README_SASLAUTHD, **TLS_ENV, "SPOOF_PROTECTION": "1"}
 VPS_ENV = {**README_ENV, "SPOOF_PROTECTION": "1"}
+# pyinfra's docker connector: the README's example with SASLauthd, over plain LDAP on loopback.
+DOCKER_ENV = {**README_ENV, **README_SASLAUTHD, "SPOOF_PROTECTION": "1"}
 
 
 def poll(predicate, what: str, diagnostics, timeout: float = 60, every: float = 1.0):
@@ -103,7 +123,7 @@ def directory(base_image, tls, tmp_path_factory):
         slapd.remove()
 
 
-@pytest.fixture(scope="module", params=["image", "vps"])
+@pytest.fixture(scope="module", params=["image", "vps", "docker"])
 def server(request, tls, directory, tmp_path_factory):
     if request.param == "image":
         image = request.getfixturevalue("image")
@@ -122,22 +142,33 @@ def server(request, tls, directory, tmp_path_factory):
             box.remove()
         return
     request.getfixturevalue("deploy_py")
-    vps_image = request.getfixturevalue("vps_image")
-    root = tmp_path_factory.mktemp("ldap-vps")
-    machine = Vps(image=vps_image, workdir=root / "vps")
-    target = VpsTarget(scenario=sc.build(root / "config", tls), tls=tls, workdir=root, vps=machine,
-                       settings=dict(VPS_ENV))
+    root = tmp_path_factory.mktemp(f"ldap-{request.param}")
+    scenario = sc.build(root / "config", tls)
+    if request.param == "vps":
+        machine = Vps(image=request.getfixturevalue("vps_image"), workdir=root / "vps")
+        target = VpsTarget(scenario=scenario, tls=tls, workdir=root, vps=machine, settings=dict(VPS_ENV))
+        start = [machine.start, target.start]
+    else:
+        target = DockerConnectorTarget(scenario=scenario, tls=tls, workdir=root,
+                                       base_image=request.getfixturevalue("base_image"),
+                                       volumes=Volumes.under(root, scenario.config.path), settings=dict(DOCKER_ENV))
+        start = [target.start]
     try:
-        machine.start()
-        target.start()
+        for step in start:
+            step()
         yield target
     finally:
         target.teardown()
 
 
 def image_only(server) -> None:
-    if isinstance(server, VpsTarget):
-        pytest.skip("the image target covers this case (a VPS restart is a reboot)")
+    if not isinstance(server, MailContainer):
+        pytest.skip("the image target covers this case (a VPS restart is a reboot; the docker connector's "
+                    "deploy is the same product as the image's)")
+
+
+def saslauthd_on(server) -> bool:
+    return not isinstance(server, VpsTarget)
 
 
 def deliver(server, rcpt: str, tok: str, sender: str = f"someone@{DOMAIN}") -> None:
@@ -184,6 +215,26 @@ def test_smtp_auth_with_the_directory_password(server, tls, port):
     c.wait_for_message(BOB, BOB_PW, tok, context=tls.client_context(), timeout=60)
 
 
+def test_smtp_auth_is_saslauthd_asking_the_directory_over_verified_starttls(server):
+    """README's ENABLE_SASLAUTHD=1 / SASLAUTHD_LDAP_*: Postfix asks saslauthd (Cyrus SASL), whose
+    /etc/saslauthd.conf holds the bind password (root-only) and asks slapd with StartTLS,
+    checking its certificate against the test CA (the docker connector: plain LDAP on loopback)."""
+    if not saslauthd_on(server):
+        pytest.skip("the VPS runs without saslauthd: SMTP AUTH through Dovecot's LDAP passdb")
+    assert server.exec("postconf", "-h", "smtpd_sasl_type").stdout.strip() == "cyrus"
+    assert server.exec("stat", "-c", "%a %U", "/etc/saslauthd.conf").stdout.split() == ["600", "root"]
+    conf = server.exec("cat", "/etc/saslauthd.conf").stdout
+    tls_lines = ("ldap_start_tls: yes", "ldap_tls_check_peer: yes") if isinstance(server, MailContainer) else ()
+    for line in (f"ldap_servers: ldap://127.0.0.1:{ldap.PORT}", *tls_lines,
+                 "ldap_filter: (&(objectClass=PostfixBookMailAccount)(uniqueIdentifier=%U))"):
+        assert line in conf.splitlines(), (line, conf.replace(ldap.ADMIN_PW, "***"))
+    for user, password, ok in ((ALICE, ALICE_PW, True), (ALICE, "not-" + ALICE_PW, False), (BOB, ALICE_PW, False)):
+        r = server.exec("testsaslauthd", "-u", user, "-p", password, "-f", "/run/saslauthd/mux", check=False)
+        assert (r.returncode == 0 and "OK" in r.stdout) == ok, (user, ok, r.stdout, r.stderr, server.diagnostics())
+    said = server.logs() if isinstance(server, MailContainer) else server.report_text()
+    assert ldap.ADMIN_PW not in said and ldap.ADMIN_PW not in server.mail_log()
+
+
 def test_a_wrong_password_is_refused(server, tls):
     with pytest.raises(smtplib.SMTPAuthenticationError):
         c.send(ALICE, BOB, c.token("ldap-wrong"), port=587, context=tls.client_context(),
@@ -226,10 +277,23 @@ def test_a_user_added_to_the_running_directory_receives_mail_and_logs_in_at_once
     c.wait_for_message(address, CAROL_PW, tok, context=tls.client_context(), timeout=60)
 
 
-def test_mail_waits_while_the_directory_is_down_and_is_delivered_when_it_is_back(server, directory, tls):
+def test_setup_email_list_lists_the_directory_accounts(server):
+    r = server.exec("setup", "email", "list", check=False)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    listed = [line for line in r.stdout.splitlines() if line.startswith("* ")]
+    # docker-mailserver's format; quotas are off with LDAP: no quota part. The forward is no account.
+    assert f"* {ALICE}" in listed and f"* {BOB}" in listed, r.stdout
+    assert not any(FWD in line for line in listed), r.stdout
+
+
+@pytest.mark.parametrize("outage", ["stopped", "silent"])
+def test_mail_waits_while_the_directory_is_down_and_is_delivered_when_it_is_back(server, directory, tls, outage):
+    """`stopped`: connections are refused. `silent` (docker pause): connections are accepted and
+    never answered, so every lookup must give up by itself (the maps' `timeout`)."""
     image_only(server)
-    tok_smtp, tok_local = c.token("ldap-down-smtp"), c.token("ldap-down-local")
-    directory.stop()
+    tok_smtp, tok_local = c.token(f"ldap-{outage}-smtp"), c.token(f"ldap-{outage}-local")
+    down, back = (directory.stop, directory.start) if outage == "stopped" else (directory.pause, directory.unpause)
+    down()
     try:
         # Port 25: a temporary refusal, so the sending server keeps the message and retries.
         with c.SMTP(25) as smtp:
@@ -240,7 +304,7 @@ def test_mail_waits_while_the_directory_is_down_and_is_delivered_when_it_is_back
         # Mail submitted inside the server (cron's, `sendmail`) waits in Postfix's queue.
         server.exec("sh", "-c", f"printf 'Subject: {tok_local}\\n\\nqueued\\n' | sendmail -f root {ALICE}")
     finally:
-        directory.start()
+        back()
     # The sender's retry is accepted and delivered; the queued message goes out by itself.
     poll(lambda: c.send(f"someone@{DOMAIN}", ALICE, tok_smtp) == {}, "the retry accepted", server.diagnostics)
     c.wait_for_message(ALICE, ALICE_PW, tok_smtp, context=tls.client_context(), timeout=60)
@@ -260,3 +324,67 @@ def test_the_server_starts_with_the_directory_down(server, directory):
         assert ldap.ADMIN_PW not in server.logs() and ldap.ADMIN_PW not in server.mail_log()
     finally:
         directory.start()
+
+
+class Sink:
+    """The next hop for relayed mail: a minimal SMTP server on a loopback port of this process,
+    recording each message's data."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.messages: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rb") as rf:
+                conn.sendall(b"220 sink.far.test ESMTP\r\n")
+                while line := rf.readline():
+                    verb = line[:4].upper()
+                    if verb == b"DATA":
+                        conn.sendall(b"354 go\r\n")
+                        data = b""
+                        while (chunk := rf.readline()) not in (b".\r\n", b""):
+                            data += chunk
+                        self.messages.append(data)
+                    elif verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        break
+                    conn.sendall(b"250 ok\r\n")
+
+    def close(self):
+        self.sock.close()
+
+
+# Last in the module: it replaces the image's server with an SMTP_ONLY one.
+def test_smtp_only_relays_with_smtp_auth_from_saslauthd_and_has_no_dovecot(server, tls):
+    """SMTP_ONLY=1 with README's SASLauthd: no Dovecot (no IMAP/POP3 port, no process);
+    465/587 still offer AUTH, checked by saslauthd against the directory; mail is sent on."""
+    image_only(server)
+    sink = Sink()
+    try:
+        server.recreate(env={**ENV, "SMTP_ONLY": "1", "DEFAULT_RELAY_HOST": f"[127.0.0.1]:{sink.port}"})
+        c.wait_for_ports([25, 465, 587])
+        for port in (143, 993, 110, 995):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        procs = server.exec("sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '", check=False).stdout
+        assert "dovecot" not in procs and "saslauthd" in procs, procs
+        ctx = tls.client_context()
+        tokens = {port: c.token(f"ldap-smtponly{port}") for port in (465, 587)}
+        for port, tok in tokens.items():
+            assert c.send(ALICE, "someone@far.test", tok, port=port, context=ctx, login=(ALICE, ALICE_PW)) == {}
+        for tok in tokens.values():
+            poll(lambda: any(tok.encode() in m for m in sink.messages), f"{tok} at the relay", server.diagnostics)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.send(ALICE, "someone@far.test", c.token("ldap-smtponly-wrong"), port=587, context=ctx,
+                   login=(ALICE, "not-" + ALICE_PW))
+        r = server.exec("setup", "email", "list", check=False)
+        assert r.returncode == 1 and "SMTP_ONLY=1" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    finally:
+        sink.close()

@@ -2,8 +2,10 @@
 checked by saslauthd, which asks an IMAP server (here the container's own Dovecot on loopback,
 SASLAUTHD_MECH_OPTIONS=127.0.0.1); a wrong password is refused; off means gone.
 
-The ldap mechanism's end-to-end test runs against a real slapd with the LDAP accounts work;
-its /etc/saslauthd.conf is unit-tested (tests/unit/test_saslauthd_templates.py).
+The ldap mechanism runs against a real slapd in tests/e2e/test_ldap.py (the README's LDAP
+example with its SASLauthd block: AUTH on 465/587, a wrong password, SMTP_ONLY=1); its
+/etc/saslauthd.conf and the SASLAUTHD_LDAP_* checks are unit-tested
+(tests/unit/test_saslauthd_templates.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ hash of what goes into it, so it is built once. The container runs with --networ
 trustme certificate for `127.0.0.1`, and a seed the tests write (`Directory.seed`).
 
 `stop()`/`start()` keep the container (and its database): the directory goes away and
-comes back with its data, as a real outage would.
+comes back with its data, as a real outage would. `pause()`/`unpause()`: a directory that
+accepts connections and does not answer (a slow or hung one).
 """
 
 from __future__ import annotations
@@ -193,6 +194,15 @@ class Directory:
 
     def stop(self) -> None:
         d.docker("stop", "-t", "5", self.name, timeout=60)
+
+    def pause(self) -> None:
+        """A directory that is there but silent (overloaded, hung): `docker pause` freezes slapd;
+        the kernel still accepts connections on its port, nothing answers on them."""
+        d.docker("pause", self.name, timeout=60)
+
+    def unpause(self) -> None:
+        d.docker("unpause", self.name, timeout=60)
+        self.wait()
 
     def remove(self) -> None:
         d.rm(self.name)

@@ -186,6 +186,20 @@ def test_dovecot_ldap_falls_back_to_the_ldap_settings_and_dms_defaults(tmp_path)
     assert got["user_attrs"] == "mailHomeDirectory=home,mailUidNumber=uid,mailGidNumber=gid,mailStorageDirectory=mail"
 
 
+def test_dovecot_can_list_the_directory_for_setup_email_list(tmp_path):
+    got = keys(render(tmp_path, **LDAP)["/etc/dovecot/dovecot-ldap.conf.ext"].content)
+    assert got["iterate_attrs"] == "mail=user"
+    assert got["iterate_filter"] == "(objectClass=PostfixBookMailAccount)"
+
+
+def test_every_postfix_ldap_map_gives_up_on_a_silent_directory(tmp_path):
+    """A directory that accepts the connection but never answers (paused, overloaded): each
+    lookup fails temporarily after `timeout` seconds (4xx, the mail waits), never hangs smtpd."""
+    files = render(tmp_path, LDAP_QUERY_FILTER_SENDERS="(mail=%s)", **LDAP)
+    for kind in accounts.LDAP_MAPS:
+        assert keys(files[f"/etc/postfix/ldap-{kind}.cf"].content)["timeout"] == "10", kind
+
+
 def test_dovecot_settings_win_and_pass_filter_follows_user_filter(tmp_path):
     got = keys(render(tmp_path, DOVECOT_URIS="ldaps://other.example.test", DOVECOT_BASE="dc=other",
                       DOVECOT_DN="cn=dovecot", DOVECOT_DNPASS="dove-Secret!", DOVECOT_TLS="yes",

@@ -32,7 +32,7 @@ def test_descriptor():
     assert DAEMON.sockets == ("/run/saslauthd/mux",)
     names = [d.name for d in daemons.all_daemons()]
     assert names.index("saslauthd") < names.index("postfix")
-    assert not DAEMON.enabled(load()) and DAEMON.enabled(load(ENABLE_SASLAUTHD=1))
+    assert not DAEMON.enabled(load()) and DAEMON.enabled(load(ENABLE_SASLAUTHD=1, LDAP_SERVER_HOST="ldap"))
 
 
 def test_ldap_is_the_default_mechanism_and_its_conf_comes_from_the_ldap_settings():
@@ -74,6 +74,46 @@ def test_saslauthd_ldap_settings_win_and_optional_keys_appear_when_set():
     assert "ldap_tls_cacert_dir" not in lines
 
 
+def test_readme_example_bare_server_gets_ldap_scheme_and_tls_keys():
+    lines = conf_lines(render(ENABLE_SASLAUTHD=1, SASLAUTHD_LDAP_SERVER="ldap:3389", SASLAUTHD_LDAP_START_TLS="yes",
+                              SASLAUTHD_LDAP_TLS_CHECK_PEER="yes",
+                              SASLAUTHD_LDAP_TLS_CACERT_FILE="/etc/ssl/certs/ca-certificates.crt")[CONF].content)
+    assert lines["ldap_servers"] == "ldap://ldap:3389"
+    assert (lines["ldap_start_tls"], lines["ldap_tls_check_peer"], lines["ldap_tls_cacert_file"]) == (
+        "yes", "yes", "/etc/ssl/certs/ca-certificates.crt")
+
+
+def test_the_ldap_mechanism_needs_a_directory():
+    with pytest.raises(S.SettingsError, match="SASLAUTHD_LDAP_SERVER or LDAP_SERVER_HOST"):
+        load(ENABLE_SASLAUTHD=1)
+    load(ENABLE_SASLAUTHD=1, SASLAUTHD_MECHANISMS="rimap")          # rimap asks an IMAP server instead
+
+
+@pytest.mark.parametrize("name,value", [
+    ("SASLAUTHD_LDAP_SERVER", "http://ldap"), ("SASLAUTHD_LDAP_SERVER", "ldap:// "),
+    ("LDAP_SERVER_HOST", "ftp://ldap"),
+    ("SASLAUTHD_LDAP_START_TLS", "maybe"), ("SASLAUTHD_LDAP_TLS_CHECK_PEER", "sure"),
+    ("SASLAUTHD_LDAP_TLS_CACERT_FILE", "ca.pem"), ("SASLAUTHD_LDAP_AUTH_METHOD", "plain"),
+    ("SASLAUTHD_LDAP_PASSWORD_ATTR", "user Password"), ("SASLAUTHD_LDAP_MECH", "PLAIN\tX"),
+])
+def test_bad_values_are_refused_naming_the_variable(name, value):
+    with pytest.raises(S.SettingsError, match=name):
+        load(ENABLE_SASLAUTHD=1, **{"LDAP_SERVER_HOST": "ldap://ldap", name: value})
+
+
+@pytest.mark.parametrize("name", ["SASLAUTHD_LDAP_FILTER", "SASLAUTHD_LDAP_BIND_DN", "SASLAUTHD_LDAP_SEARCH_BASE",
+                                  "SASLAUTHD_LDAP_PASSWORD", "SASLAUTHD_LDAP_SERVER"])
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\u2028", "\x85"])
+def test_a_line_break_cannot_add_a_line_to_saslauthd_conf(name, breaker):
+    """A value smuggling `\nldap_servers: ldap://evil` is refused, naming the variable and never
+    showing a password."""
+    value = f"secret-pw{breaker}ldap_servers: ldap://evil"
+    with pytest.raises(S.SettingsError, match=name) as e:
+        load(ENABLE_SASLAUTHD=1, LDAP_SERVER_HOST="ldap://ldap", **{name: value})
+    if name == "SASLAUTHD_LDAP_PASSWORD":
+        assert "secret-pw" not in str(e.value)
+
+
 def test_rimap_asks_the_imap_server_and_has_no_ldap_conf():
     files = render(ENABLE_SASLAUTHD=1, SASLAUTHD_MECHANISMS="rimap", SASLAUTHD_MECH_OPTIONS="imap.example.test")
     assert 'MECHANISM="rimap"' in files[OPTIONS].content
@@ -90,7 +130,7 @@ def test_postfix_asks_saslauthd_through_cyrus():
     files = render(ENABLE_SASLAUTHD=1, SASLAUTHD_MECHANISMS="rimap")
     assert conf_lines(files[SMTPD_CONF].content) == {
         "pwcheck_method": "saslauthd", "saslauthd_path": "/run/saslauthd/mux", "mech_list": "plain login"}
-    hooks = DAEMON.postfix(load(ENABLE_SASLAUTHD=1), None)
+    hooks = DAEMON.postfix(load(ENABLE_SASLAUTHD=1, SASLAUTHD_LDAP_SERVER="ldap://ldap"), None)
     assert dict(hooks.main) == {"smtpd_sasl_type": "cyrus", "smtpd_sasl_path": "smtpd"}
 
 
