@@ -6,6 +6,9 @@
   Debian's `50-user`), or Debian's empty one.
 - `/etc/amavis/mailwright-local-domains`: the virtual domains (accounts and aliases, Postfix's
   vhost), read by `@local_domains_maps`; a change reloads Amavis, so it follows the accounts live.
+- `/etc/spamassassin/v310.pre`: Debian's file without the Pyzor, Razor2 and SpamCop plugins (their
+  programs are absent, Amavis never reports spam: memory for nothing). With SpamAssassin off it is
+  left as it is (nothing reads it then; removing it would delete Debian's file).
 - `/etc/spamassassin/local.cf` (the `SA_SHORTCIRCUIT_BAYES_*` rules) and
   `/etc/spamassassin/spamassassin-rules.cf` (the config folder's file, as docker-mailserver copies it).
 """
@@ -30,6 +33,7 @@ USER = "/etc/amavis/conf.d/50-user"
 DOMAINS = "/etc/amavis/mailwright-local-domains"
 SA_LOCAL = "/etc/spamassassin/local.cf"
 SA_RULES = "/etc/spamassassin/spamassassin-rules.cf"
+SA_PLUGINS = "/etc/spamassassin/v310.pre"
 
 CONTENT_FILTER = f"smtp-amavis:[127.0.0.1]:{PORT}"
 CHILDREN = 2          # Amavis's $max_servers, and the smtp-amavis transport's process limit
@@ -114,7 +118,8 @@ def files(s: Settings, cfg: ConfigDir, _tls=None) -> list[ConfigFile]:
                container=s.MAILWRIGHT_INIT != "systemd")
     user = _config_file(cfg, AMAVIS_CF)
     rules = _config_file(cfg, SA_RULES_CF) if s.ENABLE_SPAMASSASSIN else None
-    return [
+    plugins = [rendered(SA_PLUGINS, {})] if s.ENABLE_SPAMASSASSIN else []
+    return plugins + [
         rendered(CONF, ctx),
         rendered(USER, dict(user=user)),
         # Read at Amavis's start and at each reload: a change of the domains reloads it.

@@ -205,6 +205,53 @@ def test_amavis_conf_parses_as_perl(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+
+def run_perl(code: str) -> subprocess.CompletedProcess:
+    perl = "/usr/bin/perl"
+    if not os.path.exists(perl):
+        pytest.skip("no perl here")
+    return subprocess.run([perl, "-e", code], capture_output=True, text=True)
+
+
+def test_amavis_keeps_no_statistics_database(tmp_path):
+    """No BerkeleyDB (amavisd-nanny/agent's statistics, the per-message cache): about 4 MB of Amavis's memory."""
+    for env in ({}, {"ENABLE_SPAMASSASSIN": 1}):
+        c = render(tmp_path / str(len(env)), **env)[config.CONF].content
+        assert "\n$enable_db = 0;\n" in c and "\n$enable_global_cache = 0;\n" in c
+
+
+def test_amavis_leaves_unused_modules_to_load_on_demand(tmp_path):
+    """The rendered file, run as Amavis runs it (after Amavis::Boot), makes Amavis's preloading skip the
+    CJK encodings and the SpamAssassin plugins no .pre file loads, and passes everything else through
+    (alternatives lists too)."""
+    c = render(tmp_path, ENABLE_SPAMASSASSIN=1)[config.CONF].content
+    prelude = ("no strict; sub read_hash { return {} } sub D_PASS {1} sub D_BOUNCE {2} "
+               "our (%bypass_spam_checks, @bypass_spam_checks_acl, $bypass_spam_checks_re);\n"
+               "package Amavis::Boot; our @seen; sub fetch_modules { my ($r, $q, @m) = @_; "
+               "push @seen, map { ref $_ ? join('|', @$_) : $_ } @m; [] } package main;\n")
+    after = ("\n; my $missing = Amavis::Boot::fetch_modules('PRE-COMPILE OPTIONAL MODULES', 0, qw(Encode "
+             "Encode::Byte Encode::JP Encode::CN Encode::KR Encode::TW Mail::SpamAssassin::Plugin::TextCat "
+             "Mail::SpamAssassin::Plugin::Rule2XSBody Mail::SpamAssassin::Plugin::Pyzor Razor2::Client::Agent "
+             "Mail::SpamAssassin::Plugin::Check Mail::SpamAssassin::Plugin::Bayes Mail::DKIM::Verifier), "
+             "[qw(Net::LibIDN2 Net::LibIDN)]);\n"
+             "print join(' ', @Amavis::Boot::seen), ' ', ref $missing, \"\\n\";")
+    done = run_perl(prelude + c.replace("use strict;", "") + after)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Encode", "Encode::Byte", "Mail::SpamAssassin::Plugin::Check",
+                                   "Mail::SpamAssassin::Plugin::Bayes", "Mail::DKIM::Verifier",
+                                   "Net::LibIDN2|Net::LibIDN", "ARRAY"]
+
+
+def test_amavis_conf_without_amavis_boot_is_harmless(tmp_path):
+    """Read where Amavis::Boot is not loaded (amavisd's own `test-config` reads it the same way), the
+    file defines no fetch_modules of its own."""
+    c = render(tmp_path, ENABLE_SPAMASSASSIN=1)[config.CONF].content
+    prelude = ("no strict; sub read_hash { return {} } sub D_PASS {1} sub D_BOUNCE {2} "
+               "our (%bypass_spam_checks, @bypass_spam_checks_acl, $bypass_spam_checks_re);\n")
+    done = run_perl(prelude + c.replace("use strict;", "") + "\n; print defined &Amavis::Boot::fetch_modules ? 'defined' : 'none';")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "none"
+
 # --- SpamAssassin's files ------------------------------------------------------------------------------------
 
 def test_spamassassin_files(tmp_path):
@@ -217,6 +264,28 @@ def test_spamassassin_files(tmp_path):
     off = render(tmp_path / "off", {"spamassassin-rules.cf": "score GTUBE 500\n"})
     assert off[config.SA_LOCAL].content is None and off[config.SA_RULES].content is None
 
+
+
+# Debian's v310.pre (spamassassin 4.0.1) loads these; mailwright's copy leaves out the last three.
+DEBIAN_V310 = {"Pyzor", "Razor2", "SpamCop", "AutoLearnThreshold", "WelcomeListSubject", "MIMEHeader", "ReplaceTags"}
+
+
+def loaded_plugins(pre: str) -> set[str]:
+    prefix = "loadplugin Mail::SpamAssassin::Plugin::"
+    return {line[len(prefix):].split()[0] for line in pre.splitlines() if line.startswith(prefix)}
+
+
+def test_spamassassin_plugins_without_pyzor_razor_spamcop(tmp_path):
+    files = render(tmp_path, ENABLE_SPAMASSASSIN=1)
+    f = files[config.SA_PLUGINS]
+    assert loaded_plugins(f.content) == DEBIAN_V310 - {"Pyzor", "Razor2", "SpamCop"}
+    assert "#loadplugin Mail::SpamAssassin::Plugin::SpamCop\n" in f.content
+    assert f.reloads is None                     # Amavis's: a change reloads Amavis, which loads SpamAssassin
+
+
+def test_spamassassin_off_leaves_debians_plugin_file_alone(tmp_path):
+    assert config.SA_PLUGINS not in render(tmp_path)
+    assert config.SA_PLUGINS not in all_files(tmp_path / "off", ENABLE_AMAVIS=0)
 
 # --- Dovecot's spam scripts ---------------------------------------------------------------------------------
 
