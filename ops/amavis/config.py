@@ -9,6 +9,8 @@
 - `/etc/spamassassin/v310.pre`: Debian's file without the Pyzor, Razor2 and SpamCop plugins (their
   programs are absent, Amavis never reports spam: memory for nothing). With SpamAssassin off it is
   left as it is (nothing reads it then; removing it would delete Debian's file).
+- `/etc/spamassassin/mailwright.pre`: loads the Shortcircuit plugin (Debian's v320.pre does not)
+  when a `SA_SHORTCIRCUIT_BAYES_*` setting is on; otherwise absent.
 - `/etc/spamassassin/local.cf` (the `SA_SHORTCIRCUIT_BAYES_*` rules) and
   `/etc/spamassassin/spamassassin-rules.cf` (the config folder's file, as docker-mailserver copies it).
 """
@@ -34,6 +36,7 @@ DOMAINS = "/etc/amavis/mailwright-local-domains"
 SA_LOCAL = "/etc/spamassassin/local.cf"
 SA_RULES = "/etc/spamassassin/spamassassin-rules.cf"
 SA_PLUGINS = "/etc/spamassassin/v310.pre"
+SA_EXTRA_PLUGINS = "/etc/spamassassin/mailwright.pre"      # SpamAssassin reads every *.pre of the folder
 
 CONTENT_FILTER = f"smtp-amavis:[127.0.0.1]:{PORT}"
 CHILDREN = 2          # Amavis's $max_servers, and the smtp-amavis transport's process limit
@@ -107,7 +110,7 @@ def perl_string(value: str) -> str:
 
 
 def files(s: Settings, cfg: ConfigDir, _tls=None) -> list[ConfigFile]:
-    paths = (CONF, USER, DOMAINS, SA_LOCAL, SA_RULES)
+    paths = (CONF, USER, DOMAINS, SA_LOCAL, SA_RULES, SA_EXTRA_PLUGINS)
     if not s.ENABLE_AMAVIS:
         return [ConfigFile(p, None) for p in paths]
     for name in ("SA_TAG", "SA_TAG2", "SA_KILL"):
@@ -119,6 +122,7 @@ def files(s: Settings, cfg: ConfigDir, _tls=None) -> list[ConfigFile]:
     user = _config_file(cfg, AMAVIS_CF)
     rules = _config_file(cfg, SA_RULES_CF) if s.ENABLE_SPAMASSASSIN else None
     plugins = [rendered(SA_PLUGINS, {})] if s.ENABLE_SPAMASSASSIN else []
+    shortcircuit = s.SA_SHORTCIRCUIT_BAYES_SPAM or s.SA_SHORTCIRCUIT_BAYES_HAM
     return plugins + [
         rendered(CONF, ctx),
         rendered(USER, dict(user=user)),
@@ -127,6 +131,7 @@ def files(s: Settings, cfg: ConfigDir, _tls=None) -> list[ConfigFile]:
         # SpamAssassin's files are read when Amavis (re)loads SpamAssassin: at a reload.
         rendered(SA_LOCAL, ctx) if s.ENABLE_SPAMASSASSIN else ConfigFile(SA_LOCAL, None),
         ConfigFile(SA_RULES, rules),
+        rendered(SA_EXTRA_PLUGINS, ctx) if s.ENABLE_SPAMASSASSIN and shortcircuit else ConfigFile(SA_EXTRA_PLUGINS, None),
     ]
 
 

@@ -391,3 +391,18 @@ def test_a_systemd_host_keeps_systemd():
     assert "systemd-standalone-sysusers" in packages_for(DAEMON.packages, has_systemd=False)
     assert "systemd-standalone-sysusers" not in packages_for(DAEMON.packages, has_systemd=True)
     assert "amavisd-new" in packages_for(DAEMON.packages, has_systemd=True)
+
+
+@pytest.mark.parametrize("env, loaded", [({}, False), ({"SA_SHORTCIRCUIT_BAYES_SPAM": "1"}, True),
+                                         ({"SA_SHORTCIRCUIT_BAYES_HAM": "1"}, True)])
+def test_shortcircuit_settings_load_the_plugin_their_rules_need(tmp_path, env, loaded):
+    """local.cf's `shortcircuit` lines sit in `ifplugin Shortcircuit`, a plugin Debian's v320.pre leaves
+    commented out: without a loadplugin line the settings would do nothing."""
+    files = render(tmp_path, ENABLE_SPAMASSASSIN=1, **env)
+    pre = files[config.SA_EXTRA_PLUGINS].content
+    local = files[config.SA_LOCAL].content
+    if loaded:
+        assert "Shortcircuit" in loaded_plugins(pre) and config.SA_EXTRA_PLUGINS.endswith(".pre")
+        assert any(line.startswith("shortcircuit BAYES_") for line in local.splitlines())
+    else:
+        assert pre is None
