@@ -72,6 +72,12 @@ DROP_PATTERNS = (
     "etc/ssl/certs/ssl-cert-snakeoil.pem",
     "etc/ssh/ssh_host_*",
     *DAEMON_SECRETS,
+    # Python code no daemon imports (dpkg path-exclude cannot drop .py files:
+    # the packages' py3compile fails on a listed file that is missing):
+    # help()'s texts, CPython's test suite, fail2ban's (fail2ban-testcases)
+    "usr/lib/python3.*/pydoc_data/**",
+    "usr/lib/python3.*/test/**",
+    "usr/lib/python3/dist-packages/fail2ban/tests/**",
     # (opt/mailwright/**/__pycache__ is kept: build/install-stage.sh compiles it
     # hash-checked, with no mtime inside)
 )

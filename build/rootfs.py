@@ -14,6 +14,7 @@ inputs; when that tag exists, nothing is rebuilt.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
 import hashlib
 import json
@@ -59,7 +60,42 @@ DPKG_OPTS = (
     "path-exclude=/usr/share/lintian/*",
     "path-exclude=/usr/share/linda/*",
     "path-exclude=/usr/share/groff/*",
+    # Files no daemon reads (about 9 MB; more in reprotar.DROP_PATTERNS). glibc's iconv modules for IBM and
+    # EBCDIC (mainframe) code pages: Dovecot converts mail charsets through
+    # iconv, so every charset mail uses stays (UTF-*, ISO-8859-*, CP125x,
+    # KOI8-*, ISO-2022-*, EUC-*, SHIFT_JIS/CP932, GB2312/GBK/GB18030, BIG5*,
+    # UHC, TIS-620, ...; Perl and Python carry their own converters).
+    "path-exclude=/usr/lib/*/gconv/IBM*",
+    "path-exclude=/usr/lib/*/gconv/EBCDIC*",
+    # leap-second ("right/") time zones: TZ names the ordinary ones
+    "path-exclude=/usr/share/zoneinfo/right/*",
+    # Python's test-only C modules (its .py files that no daemon imports go in
+    # reprotar.DROP_PATTERNS: the packages' py3compile fails on a missing one)
+    "path-exclude=/usr/lib/python3*/lib-dynload/_test*",
+    "path-exclude=/usr/lib/python3*/lib-dynload/_ctypes_test*",
+    "path-exclude=/usr/lib/python3*/lib-dynload/xxlimited*",
+    "path-exclude=/usr/lib/python3*/lib-dynload/_xxtestfuzz*",
+    # Perl's documentation (.pod: perldoc is not installed) and the Unicode
+    # collation tables (Unicode::Collate: no installed module uses it)
+    "path-exclude=/usr/share/perl/*.pod",
+    "path-exclude=/usr/share/perl5/*.pod",
+    "path-exclude=/usr/lib/*/perl/*.pod",
+    "path-exclude=/usr/lib/*/perl5/*.pod",
+    "path-exclude=/usr/share/perl/*/Unicode/Collate/*",
+    "path-exclude=/usr/share/bash-completion/*",
 )
+
+
+def dpkg_excludes(path: str, opts=DPKG_OPTS) -> bool:
+    """Whether dpkg leaves `path` out under `opts`: dpkg matches each
+    path-exclude/path-include with fnmatch(3) without FNM_PATHNAME ("*" also
+    matches "/"), and the last matching option wins."""
+    excluded = False
+    for opt in opts:
+        kind, _, pattern = opt.partition("=")
+        if kind in ("path-exclude", "path-include") and fnmatch.fnmatchcase(path, pattern):
+            excluded = kind == "path-exclude"
+    return excluded
 APT_OPTS = (
     'Acquire::Languages "none"',
     # The deploy names every package it needs; recommends would double the

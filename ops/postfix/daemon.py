@@ -14,7 +14,7 @@ def _files(s, cfg, tls):
 
 DAEMON = Daemon(
     name="postfix",
-    packages=("postfix", "postfix-pcre", "postfix-ldap", "libsasl2-modules"),
+    packages=("postfix", "postfix-pcre", "postfix-ldap", "postfix-lmdb", "libsasl2-modules"),
     enabled=always,
     # Postfix's master directly: `postfix start-fg` spends ~2 s in postfix-script's checks
     # (the queue layout they would fix is made by mailwright.prepare instead).

@@ -165,7 +165,7 @@ def apt_install(run, op_name):
 def test_without_lock_packages_are_unpinned(deploy):
     r = ok(deploy({"mailwright_stage": "install"}))
     postfix = apt_install(r, "Postfix packages")
-    assert postfix.split()[-4:] == ["postfix", "postfix-pcre", "postfix-ldap", "libsasl2-modules"]
+    assert postfix.split()[-5:] == ["postfix", "postfix-pcre", "postfix-ldap", "postfix-lmdb", "libsasl2-modules"]
     assert "=" not in postfix.split("install", 1)[1].replace("--no-install-recommends", "")
 
 

@@ -312,3 +312,9 @@ def test_dovecot_config_does_not_import_postfix():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout
     assert out.strip() == "[]"
+
+
+def test_no_stats_process_by_default(tmp_path):
+    # An empty stats-writer path: no Dovecot process connects to stats, so no stats process idles.
+    assert conf(tmp_path)[("stats_writer_socket_path",)] == ""
+

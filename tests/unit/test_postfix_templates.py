@@ -629,3 +629,19 @@ def test_legacy_relay_user_and_password(tmp_path, env, key):
     assert table_rows(files, "/etc/postfix/sasl_passwd") == [(key, "relayuser:relay Secret!")]
     assert (key.lower(), "encrypt") in table_rows(files, "/etc/postfix/tls_policy")
     assert param(files["/etc/postfix/main.cf"].content, "smtp_sasl_auth_enable") == "yes"
+
+
+def test_writable_caches_are_lmdb_not_berkeley_db(tmp_path):
+    # Berkeley DB (btree/hash) would pull libdb's code into postscreen, the Postfix process
+    # idling beside master/qmgr/pickup, and size its cache by berkeley_db_create_buffer_size.
+    text = main_cf(tmp_path)
+    assert param(text, "postscreen_cache_map") == "lmdb:$data_directory/postscreen_cache"
+    assert param(text, "smtpd_tls_session_cache_database") == "lmdb:${data_directory}/smtpd_scache"
+    assert param(text, "smtp_tls_session_cache_database") == "lmdb:${data_directory}/smtp_scache"
+    assert not any(value.startswith(("btree:", "hash:")) or " btree:" in value or " hash:" in value
+                   for _, value in params(text))
+
+
+def test_the_lmdb_map_type_is_installed():
+    from ops.postfix.daemon import DAEMON
+    assert "postfix-lmdb" in DAEMON.packages
