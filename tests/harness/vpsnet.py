@@ -10,7 +10,9 @@ from an image where the packages are already there:
         The VPS image plus every daemon's packages, installed by the deploy's own install stage
         (`mailwright_stage=install` over SSH, all daemons, as on a VPS: MAILWRIGHT_INIT=systemd),
         on a --network host VPS with a policy-rc.d that keeps the new daemons from starting in the
-        host's network namespace; then `docker commit`. Tagged `mailwright-test-vps-pkgs:<hash>`
+        host's network namespace; the secrets that stage strips for an image (snakeoil pair,
+        Dovecot's links to it, postsrsd's secret, SpamAssassin's update keys) made again by the
+        packages' own scripts, as a VPS that installed them has them; then `docker commit`. Tagged `mailwright-test-vps-pkgs:<hash>`
         (hash of the VPS image id, build/packages.lock, the descriptors' package lists and the
         daemons' own install modules): built once, reused by later sessions until one changes.
         The deploy then installs nothing and updates no package index (ops.base.update_index:
@@ -66,6 +68,9 @@ PACKAGES_IMAGE_REPO = "mailwright-test-vps-pkgs"
 # Debian's hook for "may a package's script start a service now": 101 = no. Only while the
 # packages are installed into the image (the build VPS shares the host's network).
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
+# The install stage strips the secrets the packages' scripts made (an image must not share them);
+# a VPS that installed its packages has them: the scripts make them again, for this image only.
+SECRETS_AGAIN = "dpkg-reconfigure -f noninteractive ssl-cert dovecot-core postsrsd spamassassin"
 FIRST_BED_VPS = 90               # bed addresses .90 .. .99 (the bed's own servers count up from .11)
 
 
@@ -76,6 +81,7 @@ def _packages_digest(vps_image: str) -> str:
     h.update(d.docker("image", "inspect", "-f", "{{.Id}}", vps_image).stdout.strip().encode())
     lock = REPO / "build" / "packages.lock"
     h.update(lock.read_bytes() if lock.exists() else b"")
+    h.update(SECRETS_AGAIN.encode())
     for dm in daemons.all_daemons():
         h.update(f"\0{dm.name}:{','.join(dm.packages)}".encode())
     for path in sorted((REPO / "ops").glob("*/deploy.py")) + [REPO / "ops" / "base.py"]:
@@ -96,6 +102,7 @@ def packages_image(vps_image: str, workdir: Path) -> str:
         run = run_pyinfra(str(write_inventory(workdir / "inventory.py", "127.0.0.1", data)))
         if not run.ok:
             raise AssertionError(f"installing every daemon's packages on the build VPS failed\n{run}")
+        machine.exec("sh", "-c", SECRETS_AGAIN, timeout=300)
         # No host keys (each VPS makes its own at boot), no package lists, no policy.
         machine.exec("sh", "-c", f"rm -f {POLICY_RC_D} /etc/ssh/ssh_host_* && apt-get clean "
                                  "&& rm -rf /var/lib/apt/lists/* && : > /etc/machine-id")
