@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy, operation
+from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server
 
 from ops import daemons
@@ -22,6 +23,7 @@ from ops.facts import RUNTIME
 PROJECT = Path(__file__).resolve().parent.parent
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 SNAKEOIL = ("/etc/ssl/private/ssl-cert-snakeoil.key", "/etc/ssl/certs/ssl-cert-snakeoil.pem")
+RUNTIME_PACKAGES = ["python3", "python3-jinja2", "iproute2", "ca-certificates", "openssl"]
 
 
 def packages(names: list[str], lock: dict[str, str]) -> list[str]:
@@ -83,12 +85,42 @@ def repair(what: str):
         yield f"cd {RUNTIME} && python3 -m mailwright.prepare --syslog {what}"
 
 
+def missing_packages(wanted: list[str], installed: dict[str, list[str]]) -> list[str]:
+    """The `name` or `name=version` entries of `wanted` that are not installed as asked."""
+    out = []
+    for spec in wanted:
+        name, _, version = spec.partition("=")
+        have = installed.get(name) or []
+        if not have or (version and version not in have):
+            out.append(spec)
+    return out
+
+
+@operation()
+def update_index(packages: list[str], cache_time: int = 3600):
+    """`apt-get update` (pyinfra's apt.update, with its cache time) when one of `packages` is missing.
+
+    Only an install reads the package index: a host that already has every package the deploy
+    asks for needs no index, so a re-run, or a host that has no mirror to reach (packages
+    installed beforehand), is not stopped by an update it does not need. A host missing a package
+    still runs the update, and whatever fails there fails the deploy as before.
+    """
+    if not missing_packages(packages, host.get_fact(DebPackages) or {}):
+        host.noop("every package is installed: no package index needed")
+        return
+    yield from apt.update._inner(cache_time=cache_time)
+
+
 @deploy("mailwright base: install")
-def install(lock: dict[str, str]):
-    apt.update(cache_time=3600, _env=APT_ENV)
+def install(lock: dict[str, str], daemon_packages: list[str] = ()):
+    """`daemon_packages`: what the daemons' installs that follow will ask apt for (the index is
+    updated when any of these or the runtime's packages is missing)."""
+    runtime_packages = packages(RUNTIME_PACKAGES, lock)
+    update_index(name="Package index (when a package is missing)", packages=[*runtime_packages, *daemon_packages],
+                 _env=APT_ENV)
     apt.packages(
         name="Runtime of mailwright's configure stage and init",
-        packages=packages(["python3", "python3-jinja2", "iproute2", "ca-certificates", "openssl"], lock),
+        packages=runtime_packages,
         no_recommends=True, _env=APT_ENV,
     )
     server.group(name="vmail group 'docker' (docker-mailserver's name)", group="docker", gid=5000)

@@ -45,22 +45,37 @@ def install_packages(d: Daemon, lock: dict[str, str]) -> None:
                  no_recommends=True, _env=base.APT_ENV)
 
 
+def _own(d: Daemon, name: str):
+    """`name` from the daemon's own `ops/<name>/deploy.py`, if it has that module and that name."""
+    if importlib.util.find_spec(f"ops.{d.name}.deploy") is not None:
+        return getattr(importlib.import_module(f"ops.{d.name}.deploy"), name, None)
+    return None
+
+
+def daemon_packages(d: Daemon) -> tuple[str, ...]:
+    """The packages its install asks apt for on this host: the descriptor's, or what its own
+    `packages(daemon)` in `ops/<name>/deploy.py` makes of them."""
+    own = _own(d, "packages")
+    return tuple(own(d)) if own is not None else tuple(d.packages)
+
+
 def install_daemon(d: Daemon, lock: dict[str, str]) -> None:
     """Its packages, or its own `install(daemon, lock)` deploy in `ops/<name>/deploy.py` when it has one."""
-    if importlib.util.find_spec(f"ops.{d.name}.deploy") is not None:
-        own = getattr(importlib.import_module(f"ops.{d.name}.deploy"), "install", None)
-        if own is not None:
-            own(d, lock)
-            return
+    own = _own(d, "install")
+    if own is not None:
+        own(d, lock)
+        return
     install_packages(d, lock)
 
 
 def install(data: Mapping[str, Any], settings: Settings | None = None) -> None:
     """`settings` None (the image build): every daemon's packages; else the enabled daemons'."""
     lock = base.read_lock(data.get("mailwright_package_lock"))
-    base.install(lock=lock)
+    chosen = daemons.all_daemons() if settings is None else daemons.enabled(settings)
+    wanted = [p for d in chosen for p in base.packages(list(daemon_packages(d)), lock)]
+    base.install(lock=lock, daemon_packages=wanted)
     base.runtime()
-    for d in daemons.all_daemons() if settings is None else daemons.enabled(settings):
+    for d in chosen:
         install_daemon(d, lock)
 
 

@@ -23,8 +23,12 @@ def packages_for(packages: tuple[str, ...], has_systemd: bool) -> tuple[str, ...
     return tuple(p for p in packages if not (has_systemd and p == STANDALONE))
 
 
+def packages(daemon) -> tuple[str, ...]:
+    """What its install asks apt for on this host (ops.mailserver reads it too)."""
+    return packages_for(daemon.packages, "systemd" in (host.get_fact(DebPackages) or {}))
+
+
 @deploy("Amavis: install")
 def install(daemon, lock: dict[str, str]):
     from ops.mailserver import install_packages
-    has_systemd = "systemd" in (host.get_fact(DebPackages) or {})
-    install_packages(replace(daemon, packages=packages_for(daemon.packages, has_systemd)), lock)
+    install_packages(replace(daemon, packages=packages(daemon)), lock)

@@ -128,6 +128,19 @@ class Vps:
     ssh_port: int = 0
     key: Path = Path()
     extra_volumes: list[str] = field(default_factory=list)
+    # "host" (the default): the host's network, sshd on 127.0.0.1:<ssh_port>. Any other value is
+    # a Docker network (tests/harness/vpsnet.py): the VPS has its own address there (`ip`, given
+    # or assigned), sshd listens on port 22 of it, `hostname` names it, `extra_args` (e.g.
+    # --cap-add NET_ADMIN, a resolv.conf bind mount) go to `docker run`.
+    network: str = "host"
+    ip: str = ""
+    hostname: str = SERVER_NAME
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        """Where SSH (and the mail ports) are reached from the host."""
+        return "127.0.0.1" if self.network == "host" else self.ip
 
     def start(self, timeout: float = 90) -> "Vps":
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -135,21 +148,29 @@ class Vps:
         if not self.key.exists():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mwtest", "-f", str(self.key)],
                            check=True)
-        self.ssh_port = self.ssh_port or free_ssh_port()
+        on_host = self.network == "host"
+        self.ssh_port = self.ssh_port or (free_ssh_port() if on_host else 22)
+        listen = "127.0.0.1" if on_host else "0.0.0.0"
         sshd_conf = self.workdir / "sshd-mwtest.conf"
-        sshd_conf.write_text(f"Port {self.ssh_port}\nListenAddress 127.0.0.1\nPermitRootLogin prohibit-password\n"
+        sshd_conf.write_text(f"Port {self.ssh_port}\nListenAddress {listen}\nPermitRootLogin prohibit-password\n"
                              "PasswordAuthentication no\nUseDNS no\n")
         auth = self.workdir / "authorized_keys"
         auth.write_text(self.key.with_suffix(".pub").read_text())
         auth.chmod(0o600)
-        args = ["run", "-d", "--name", self.name, "--network", "host",
-                "--add-host", f"{SERVER_NAME}:127.0.0.1", "--hostname", SERVER_NAME,
+        if on_host:
+            net = ["--network", "host", "--add-host", f"{SERVER_NAME}:127.0.0.1", "--hostname", SERVER_NAME]
+        else:
+            net = ["--network", self.network, *(["--ip", self.ip] if self.ip else []), "--hostname", self.hostname]
+        args = ["run", "-d", "--name", self.name, *net, *self.extra_args,
                 *SYSTEMD_RUN_FLAGS,
                 "-v", f"{sshd_conf}:/etc/ssh/sshd_config.d/mwtest.conf:ro",
                 "-v", f"{auth}:/root/.ssh/authorized_keys:ro"]
         for v in self.extra_volumes:
             args += ["-v", v]
         d.docker(*args, self.image, "/sbin/init")
+        if not on_host and not self.ip:
+            self.ip = d.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                               self.name).stdout.strip()
         self.wait_ssh(timeout)
         return self
 
@@ -157,7 +178,7 @@ class Vps:
         return ["ssh", "-i", str(self.key), "-p", str(self.ssh_port),
                 "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-                "-o", "ConnectTimeout=5", "root@127.0.0.1", *cmd]
+                "-o", "ConnectTimeout=5", f"root@{self.address}", *cmd]
 
     def ssh(self, *cmd: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(self.ssh_argv(*cmd), capture_output=True, text=True, timeout=timeout)

@@ -231,3 +231,26 @@ def test_supervisor_follows_the_tables(tmp_path):
     assert "job slow-job done" in out
     assert "stopping one: no longer enabled" in out and "starting three: now enabled" in out
     assert not running("two-x") and not running("three")       # SIGTERM stops them all
+
+
+def test_systemd_restarts_a_signal_reloaded_daemon_not_listening_on_its_ports(tmp_path, with_fake, monkeypatch):
+    """Debian's package starts OpenDKIM/OpenDMARC on its own file (a local socket): USR1 re-reads
+    mailwright's file but keeps that socket, so under systemd a daemon whose signal reload cannot
+    reach its ports is restarted; listening there, it is reloaded."""
+    calls = []
+    monkeypatch.setattr(services.subprocess, "run", lambda argv, **kw: calls.append(argv))
+    monkeypatch.setattr(services, "listening", lambda port: port == 65265)
+    services.reload("systemd", "fake-filter", (65265,))
+    services.reload("systemd", "fake-filter", (65266,))
+    assert calls == [["systemctl", "reload-or-restart", "fake.service"], ["systemctl", "restart", "fake.service"]]
+
+
+def test_listening_reads_proc_net(tmp_path):
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (tmp_path / "tcp").write_text(header
+                                  + "   0: 0100007F:22C3 00000000:0000 0A 00000000:00000000 00:00000000 00000000   0 0 1\n"
+                                  + "   1: 0100007F:22C5 0100007F:D431 01 00000000:00000000 00:00000000 00000000   0 0 2\n")
+    (tmp_path / "tcp6").write_text(header)
+    assert services.listening(8899, tmp_path)             # 0x22C3, state 0A (LISTEN)
+    assert not services.listening(8901, tmp_path)         # 0x22C5: an established connection only
+    assert not services.listening(8891, tmp_path)
