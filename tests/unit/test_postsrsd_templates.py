@@ -177,3 +177,25 @@ def test_start_script_writes_pid_and_execs_without_printing_the_secret(tmp_path)
                          capture_output=True, text=True, check=True)
     assert out.stdout == f"pid {pidfile.read_text().strip()}\n"     # exec'd: postsrsd keeps the written pid
     assert path.read_text().strip() not in out.stdout + out.stderr
+
+
+def test_vps_drop_in_makes_a_missing_secret_at_start(tmp_path):
+    """Under systemd, Debian's postsrsd.service gets an ExecStartPre running secret.py (as the
+    container's start does): a host without the package's secret still starts postsrsd.
+    tests/e2e/test_vps_features.py::test_a_missing_srs_secret_is_made_at_start runs it."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    s = S.load(host_data={"MAILWRIGHT_INIT": "systemd", "MAILWRIGHT_CONFIG_DIR": str(folder)},
+               environ={"ENABLE_SRS": "1"}, fqdn=FQDN)
+    files = {f.path: f for f in plan.files(s, configdir.read(folder))}
+    drop_in = files[config.DROP_IN]
+    assert drop_in.content.splitlines()[1:] == [
+        "[Service]",
+        f"ExecStartPre=/usr/bin/python3 {RUNTIME}/ops/postsrsd/secret.py --secret {SECRET} "
+        "--state-name etc-postsrsd.secret -- /bin/true"]
+    assert drop_in.after == ("systemctl daemon-reload",) and drop_in.reloads == ()
+    # In a container the supervisor's command does it; SRS off: no drop-in either.
+    assert load(tmp_path, ENABLE_SRS=1)[1][config.DROP_IN].content is None
+    s_off = S.load(host_data={"MAILWRIGHT_INIT": "systemd", "MAILWRIGHT_CONFIG_DIR": str(folder)},
+                   environ={}, fqdn=FQDN)
+    assert {f.path: f for f in plan.files(s_off, configdir.read(folder))}[config.DROP_IN].content is None
