@@ -30,7 +30,7 @@ import logging
 import os
 import re
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ops.configdir import DOMAIN, ConfigDir, Problem, SymlinkRefused, read_file, split_lines
@@ -270,12 +270,6 @@ def files(s: Settings, cfg: ConfigDir, _tls=None, mynetworks: list[str] | None =
         wanted[k.path] = ConfigFile(k.path, t.pem[k.source], mode=0o600, owner="opendkim", group="opendkim")
     out += list(wanted.values())
     out += [ConfigFile(p, None) for p in sorted(installed) if p not in wanted]
-    if s.MAILWRIGHT_INIT == "systemd":
-        # The package's post-install started Debian's opendkim.service on Debian's opendkim.conf
-        # (a unix socket), and SIGUSR1 (the reload) re-reads the tables, never the Socket: without a
-        # restart the first deploy left OpenDKIM off 8891 and Postfix deferring every message. So a
-        # changed opendkim.conf restarts it, written last: what it names is there by then.
-        out.append(replace(out.pop(0), after=("systemctl try-restart opendkim.service",)))
     return out
 
 
