@@ -56,5 +56,6 @@ DAEMON = Daemon(
     reads=READS,
     files=_files,
     postfix=_postfix,
+    logs_to_syslog=True,           # `Syslog yes` is its only log: the container's sink (ops/syslog) writes it to mail.log
     order=40,      # before Postfix (90), which hands it every message
 )

@@ -44,5 +44,6 @@ DAEMON = Daemon(
     ports=lambda s: (PORT,) if s.ENABLE_OPENDMARC else (),
     files=_files,
     postfix=_postfix,
+    logs_to_syslog=True,           # `Syslog yes` is its only log: the container's sink (ops/syslog) writes it to mail.log
     order=41,      # after OpenDKIM (40), before Postfix (90)
 )
