@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ops.daemon import Daemon, Reload
 
-CONF = "/etc/syslog.conf"              # Debian's path (the package's own rules are replaced)
+CONF = "/etc/mailwright/syslog.conf"   # ours: /etc/syslog.conf may belong to a VPS's own syslogd (never touched)
 PIDFILE = "/run/syslogd.pid"           # syslogd writes it itself (-P), in the foreground too
 SOCKET = "/dev/log"
 MAIL_LOG = "/var/log/mail/mail.log"

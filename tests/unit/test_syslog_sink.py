@@ -22,7 +22,7 @@ def load(init="container", **env) -> S.Settings:
 
 def conf(s) -> str | None:
     (f,) = config.files(s, None, None)
-    assert f.path == "/etc/syslog.conf"
+    assert f.path == "/etc/mailwright/syslog.conf"
     return f.content
 
 
@@ -58,5 +58,5 @@ def test_started_first_and_checked_by_its_socket():
     # In the foreground, no network socket, no kernel log, no MARK lines, our rules and pidfile.
     assert shlex.split(argv) == list(FOREGROUND) == [
         "/usr/sbin/syslogd", "--no-detach", "--no-klog", "--no-forward", "--mark=0",
-        "--rcfile=/etc/syslog.conf", "--pidfile=/run/syslogd.pid", "--socket=/dev/log"]
+        "--rcfile=/etc/mailwright/syslog.conf", "--pidfile=/run/syslogd.pid", "--socket=/dev/log"]
     assert not any(a in ("-r", "--inet", "-h", "--hop") for a in FOREGROUND)
