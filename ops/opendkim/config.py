@@ -40,10 +40,12 @@ from ops.settings import Settings
 
 log = logging.getLogger("mailwright.config")
 
-from ops.opendkim.daemon import CONF, DIR, PIDFILE, PORT, READS, SELECTOR  # noqa: E402,F401  (one place each)
+from ops.opendkim.daemon import CONF, DIR, PIDFILE, PORT, READS, SELECTOR, SOCKET, in_container  # noqa: E402,F401
 
-LISTEN = f"inet:{PORT}@127.0.0.1"           # OpenDKIM's syntax
+LISTEN = f"inet:{PORT}@127.0.0.1"           # OpenDKIM's syntax (a VPS)
 MILTER = f"inet:127.0.0.1:{PORT}"           # Postfix's
+LISTEN_SOCKET = f"local:{SOCKET}"           # the container (ops/opendkim/daemon.py SOCKET)
+MILTER_SOCKET = f"unix:{SOCKET}"
 MILTER_ORDER = 10                           # PostfixHooks order: OpenDKIM first, OpenDMARC (20) reads its result
 KEYTABLE_SOURCE, SIGNINGTABLE_SOURCE, TRUSTED_SOURCE = READS
 KEYTABLE, SIGNINGTABLE, TRUSTED = f"{DIR}/KeyTable", f"{DIR}/SigningTable", f"{DIR}/TrustedHosts"
@@ -260,7 +262,9 @@ def files(s: Settings, cfg: ConfigDir, _tls=None, mynetworks: list[str] | None =
         if entry not in trusted:
             trusted.append(entry)
     out = [
-        rendered(CONF, dict(s=s, listen=LISTEN, pidfile=PIDFILE, keytable=KEYTABLE, signingtable=SIGNINGTABLE,
+        rendered(CONF, dict(s=s, listen=LISTEN_SOCKET if in_container(s) else LISTEN,
+                            # The socket: Postfix's processes (user postfix) connect; the folder is 0755.
+                            umask="000" if in_container(s) else "007", pidfile=PIDFILE, keytable=KEYTABLE, signingtable=SIGNINGTABLE,
                             trusted=TRUSTED, nameservers=nameservers() if resolvers is None else resolvers)),
         ConfigFile(RESOLVER_CONF, None),
         ConfigFile(KEYTABLE, _table(KEYTABLE_SOURCE, (f"{k.name} {k.domain}:{k.selector}:{k.path}" for k in t.keys))),
@@ -282,4 +286,5 @@ def postfix(s: Settings, _cfg: ConfigDir) -> PostfixHooks:
     an OpenDKIM that does not answer defers the mail (4xx), never lets it leave unsigned."""
     if not s.ENABLE_OPENDKIM:
         return PostfixHooks()
-    return PostfixHooks(smtpd_milters=((MILTER_ORDER, MILTER),), non_smtpd_milters=((MILTER_ORDER, MILTER),))
+    milter = MILTER_SOCKET if in_container(s) else MILTER
+    return PostfixHooks(smtpd_milters=((MILTER_ORDER, milter),), non_smtpd_milters=((MILTER_ORDER, milter),))

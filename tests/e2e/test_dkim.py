@@ -221,9 +221,10 @@ def opendkim_pid(box) -> str:
 
 
 def opendkim_up(box) -> str:
-    """Its pid once it runs and listens again ('' until then)."""
+    """Its pid once it runs and its socket is there ('' until then)."""
     pid = opendkim_pid(box)
-    return pid if pid and box.exec("ss", "-Hltn", "sport = :8891").stdout.strip() else ""
+    listening = box.exec("test", "-S", "/run/opendkim/opendkim.sock", check=False).returncode == 0
+    return pid if pid and listening else ""
 
 
 def test_opendkim_logs_reach_the_mail_log(mx1):
@@ -309,8 +310,9 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
 def test_off_means_gone(mx1):
     mx1.recreate(env={**ENV, "ENABLE_OPENDKIM": "0"})
     for param in ("smtpd_milters", "non_smtpd_milters"):
-        assert "8891" not in mx1.postconf(param)
+        assert "8891" not in mx1.postconf(param) and "opendkim" not in mx1.postconf(param)
     assert mx1.exec("ss", "-Hltn", "sport = :8891").stdout.strip() == ""
+    assert mx1.exec("test", "-e", "/run/opendkim/opendkim.sock", check=False).returncode != 0
     left = mx1.exec("sh", "-c", "ls /etc/opendkim.conf /etc/opendkim/KeyTable /etc/opendkim/SigningTable "
                     "/etc/opendkim/TrustedHosts /etc/opendkim/keys/*/* 2>/dev/null", check=False).stdout
     assert left.strip() == "", left
