@@ -1,5 +1,6 @@
 """OpenDKIM: signs mail submitted on 465/587 and mail made locally, verifies inbound mail.
-A Postfix milter on 127.0.0.1:8891 (docker-mailserver's `inet:localhost:8891`)."""
+A Postfix milter: /run/opendkim/opendkim.sock in the container, 127.0.0.1:8891 on a VPS
+(docker-mailserver's `inet:localhost:8891`; SOCKET below says why the container differs)."""
 
 from __future__ import annotations
 

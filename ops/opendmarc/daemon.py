@@ -1,5 +1,5 @@
-"""OpenDMARC: DMARC verification milter on 127.0.0.1:8893, after OpenDKIM (docker-mailserver's
-`inet:localhost:8893`)."""
+"""OpenDMARC: DMARC verification milter after OpenDKIM: /run/opendmarc/opendmarc.sock in the
+container, 127.0.0.1:8893 on a VPS (docker-mailserver's `inet:localhost:8893`)."""
 
 from __future__ import annotations
 
