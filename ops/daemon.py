@@ -133,6 +133,9 @@ class Daemon:
       daemon and, unless they say otherwise (`reloads`), reload it when they change.
     - `postfix(settings, cfg)`: what it adds to Postfix (`PostfixHooks`), asked only when enabled.
     - `order`: start order; `uses_tls`: reloaded when the certificate changes.
+    - `logs_to_syslog`: it logs only through syslog(3) (`/dev/log`): in a container, which has no
+      syslog daemon, the sink `ops/syslog` runs while an enabled daemon says so and writes their
+      mail-facility lines to the mail log (on a VPS the journal owns /dev/log).
     """
     name: str                             # the folder's name: ops/<name>/
     packages: tuple[str, ...]             # Debian packages (the image installs every daemon's; a VPS the enabled ones')
@@ -152,6 +155,7 @@ class Daemon:
     postfix: Callable[["Settings", "ConfigDir"], PostfixHooks] = no_hooks
     order: int = 50                       # start order (lower first); stop runs in reverse
     uses_tls: bool = False                # reloaded when the certificate (ops.tls.FINGERPRINT) changes
+    logs_to_syslog: bool = False          # logs only to /dev/log: needs the container's syslog sink (ops/syslog)
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").isalnum():

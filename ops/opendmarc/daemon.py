@@ -1,5 +1,5 @@
-"""OpenDMARC: DMARC verification milter on 127.0.0.1:8893, after OpenDKIM (docker-mailserver's
-`inet:localhost:8893`)."""
+"""OpenDMARC: DMARC verification milter after OpenDKIM: /run/opendmarc/opendmarc.sock in the
+container, 127.0.0.1:8893 on a VPS (docker-mailserver's `inet:localhost:8893`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ CONF = "/etc/opendmarc.conf"          # Debian's path: its opendmarc.service run
 IGNORE_HOSTS = "/etc/opendmarc/ignore.hosts"
 RUNDIR = "/run/opendmarc"
 PIDFILE = f"{RUNDIR}/opendmarc.pid"
+SOCKET = f"{RUNDIR}/opendmarc.sock"   # the container's listener: see ops/opendkim/daemon.py SOCKET
+
+
+def in_container(s) -> bool:
+    return s.MAILWRIGHT_INIT != "systemd"
 
 
 def _files(s, cfg, tls):
@@ -25,7 +30,7 @@ def _postfix(s, cfg):
 
 FOREGROUND = (
     "/bin/sh", "-c",
-    f"install -d -o opendmarc -g opendmarc -m 0750 {RUNDIR} && echo $$ > {PIDFILE} && "
+    f"install -d -o opendmarc -g opendmarc -m 0755 {RUNDIR} && rm -f {SOCKET} && echo $$ > {PIDFILE} && "
     f"exec /usr/sbin/opendmarc -f -c {CONF}",
 )
 
@@ -41,8 +46,10 @@ DAEMON = Daemon(
     pidfile=PIDFILE,
     # SIGUSR1 re-reads the configuration (Debian's unit: `ExecReload=/bin/kill -USR1 $MAINPID`).
     reload=Reload("signal", signal="USR1"),
-    ports=lambda s: (PORT,) if s.ENABLE_OPENDMARC else (),
+    ports=lambda s: (PORT,) if s.ENABLE_OPENDMARC and not in_container(s) else (),
+    sockets=(SOCKET,),             # the container's listener (the health check looks for it)
     files=_files,
     postfix=_postfix,
+    logs_to_syslog=True,           # `Syslog yes` is its only log: the container's sink (ops/syslog) writes it to mail.log
     order=41,      # after OpenDKIM (40), before Postfix (90)
 )

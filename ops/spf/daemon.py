@@ -36,5 +36,6 @@ DAEMON = Daemon(
     pidfile="",
     files=_files,
     postfix=_postfix,
+    logs_to_syslog=True,           # policyd-spf logs only to syslog: the container's sink (ops/syslog) writes it to mail.log
     order=60,
 )

@@ -215,6 +215,88 @@ def test_a_stopped_opendkim_defers_mail_and_loses_none(mx1):
     (mx1.volumes.config / "postfix-main.cf").unlink()
 
 
+def opendkim_pid(box) -> str:
+    """Its pid ('' between an exit and the supervisor's restart: OpenDKIM removes its pidfile)."""
+    return box.exec("cat", "/run/opendkim/opendkim.pid", check=False).stdout.strip()
+
+
+def opendkim_up(box) -> str:
+    """Its pid once it runs and its socket is there ('' until then)."""
+    pid = opendkim_pid(box)
+    listening = box.exec("test", "-S", "/run/opendkim/opendkim.sock", check=False).returncode == 0
+    return pid if pid and listening else ""
+
+
+def test_opendkim_logs_reach_the_mail_log(mx1):
+    """OpenDKIM logs only to syslog; the container's sink (ops/syslog) writes its lines to the mail
+    log in syslog's layout. Its last words on a TERM are one such line; the supervisor restarts it."""
+    pid = opendkim_pid(mx1)
+    mx1.exec("kill", "-TERM", pid)
+    line = re.compile(rf"^\w{{3}} [ \d]\d \d\d:\d\d:\d\d \S+ opendkim\[{pid}\]: OpenDKIM Filter v\S+ terminating", re.M)
+    c.poll(lambda: line.search(mx1.mail_log()), f"opendkim[{pid}]'s 'terminating' line in mail.log", mx1.diagnostics)
+    c.poll(lambda: opendkim_up(mx1) not in ("", pid), "OpenDKIM restarted by the supervisor", mx1.diagnostics)
+
+
+CONNECTIONS, PER_CONNECTION = 4, 150
+
+
+def test_concurrent_connections_with_an_nxdomain_resolver_all_delivered_and_signed(mx1):
+    """The bench's load: 4 submission connections at once, the resolver answering NXDOMAIN for every
+    name but the server's own. OpenDKIM handed its ResolverConfiguration to libunbound's parser
+    (not thread-safe) again for every message, in the message's thread: two messages at once
+    crashed it and Postfix answered 451 4.7.1 until it was back. Every message must go through
+    on the first try (no 4xx), be delivered once and signed, with OpenDKIM never restarted."""
+    c.poll(lambda: opendkim_up(mx1), "OpenDKIM listening", mx1.diagnostics)
+    mx1.setup("config", "dkim", "keysize", "1024", "domain", "example.test")     # a key (kept if there is one)
+    signed_message(mx1, "[a-z0-9]+", "before the burst")
+    assert mx1.resolve("nothing-here.example.net") == []                          # NXDOMAIN, at once
+    pid, log_before = opendkim_pid(mx1), len(mx1.mail_log())
+    tag = c.token("burst")
+    errors: list[str] = []
+
+    def connection(i: int) -> None:
+        try:
+            with mx1.smtp(587) as s:
+                s.ehlo()
+                s.starttls(context=mx1.context)
+                s.ehlo()
+                s.login(USER, PASSWORD)
+                for k in range(PER_CONNECTION):
+                    refused = s.send_message(c.make_message(USER, USER, f"{tag} {i}-{k}"), from_addr=USER, to_addrs=[USER])
+                    if refused:
+                        errors.append(f"{i}-{k}: {refused}")
+        except (smtplib.SMTPException, OSError) as e:
+            errors.append(f"connection {i}: {e!r}")
+
+    import threading
+    threads = [threading.Thread(target=connection, args=(i,)) for i in range(CONNECTIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [], (errors[:5], mx1.mail_log()[log_before:][-4000:])
+
+    total = CONNECTIONS * PER_CONNECTION
+
+    def headers():
+        with mx1.imaps() as imap:
+            imap.login(USER, PASSWORD)
+            imap.select("INBOX", readonly=True)
+            typ, data = imap.search(None, "SUBJECT", tag)
+            ids = data[0].split() if typ == "OK" and data and data[0] else []
+            if len(ids) < total:
+                return None
+            typ, data = imap.fetch(b",".join(ids), "(BODY.PEEK[HEADER.FIELDS (DKIM-SIGNATURE SUBJECT)])")
+            return [part[1] for part in data if isinstance(part, tuple)]
+    found = c.poll(headers, f"{total} messages of the burst delivered", mx1.diagnostics, timeout=240)
+    assert len(found) == total
+    unsigned = [h for h in found if not re.search(rb"DKIM-Signature:[^\r\n]*(\r\n[ \t][^\r\n]*)*\bd=example\.test;", h)]
+    assert unsigned == [], unsigned[:3]
+    log = mx1.mail_log()[log_before:]
+    assert not re.search(r"milter|4\.7\.1", log), [l for l in log.splitlines() if "milter" in l or "4.7.1" in l][:5]
+    assert opendkim_pid(mx1) == pid, "OpenDKIM was restarted during the burst"
+
+
 PROCESSES = """
 import os
 for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -228,8 +310,9 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
 def test_off_means_gone(mx1):
     mx1.recreate(env={**ENV, "ENABLE_OPENDKIM": "0"})
     for param in ("smtpd_milters", "non_smtpd_milters"):
-        assert "8891" not in mx1.postconf(param)
+        assert "8891" not in mx1.postconf(param) and "opendkim" not in mx1.postconf(param)
     assert mx1.exec("ss", "-Hltn", "sport = :8891").stdout.strip() == ""
+    assert mx1.exec("test", "-e", "/run/opendkim/opendkim.sock", check=False).returncode != 0
     left = mx1.exec("sh", "-c", "ls /etc/opendkim.conf /etc/opendkim/KeyTable /etc/opendkim/SigningTable "
                     "/etc/opendkim/TrustedHosts /etc/opendkim/keys/*/* 2>/dev/null", check=False).stdout
     assert left.strip() == "", left

@@ -46,20 +46,25 @@ def test_descriptor_fields():
 def test_enabled_by_default_like_docker_mailserver_and_ports_follow_it():
     on, off = load(), load(ENABLE_OPENDMARC=0)
     assert DAEMON.enabled(on) and not DAEMON.enabled(off)
-    assert DAEMON.ports(on) == (8893,) and DAEMON.ports(off) == ()
+    assert DAEMON.ports(on) == () and DAEMON.sockets == ("/run/opendmarc/opendmarc.sock",)
+    assert DAEMON.ports(load(MAILWRIGHT_INIT="systemd")) == (8893,) and DAEMON.ports(off) == ()
 
 
 def test_postfix_hook_comes_after_opendkim_only_when_enabled(tmp_path):
     cfg = configdir.read(tmp_path)
-    assert DAEMON.postfix(load(), cfg) == PostfixHooks(smtpd_milters=((20, "inet:127.0.0.1:8893"),),
-                                                       non_smtpd_milters=((20, "inet:127.0.0.1:8893"),))
+    assert DAEMON.postfix(load(), cfg) == PostfixHooks(smtpd_milters=((20, "unix:/run/opendmarc/opendmarc.sock"),),
+                                                       non_smtpd_milters=((20, "unix:/run/opendmarc/opendmarc.sock"),))
+    assert DAEMON.postfix(load(MAILWRIGHT_INIT="systemd"), cfg) == PostfixHooks(
+        smtpd_milters=((20, "inet:127.0.0.1:8893"),), non_smtpd_milters=((20, "inet:127.0.0.1:8893"),))
     assert DAEMON.postfix(load(ENABLE_OPENDMARC=0), cfg) == PostfixHooks()
 
 
 def test_conf_rejects_failures_checks_spf_itself_and_names_the_fqdn():
     lines = conf_lines(render()["/etc/opendmarc.conf"].content)
     assert lines["AuthservID"] == lines["TrustedAuthservIDs"] == FQDN
-    assert lines["Socket"] == "inet:8893@127.0.0.1"
+    assert (lines["Socket"], lines["UMask"]) == ("local:/run/opendmarc/opendmarc.sock", "0000")
+    vps = conf_lines(render(MAILWRIGHT_INIT="systemd")["/etc/opendmarc.conf"].content)
+    assert (vps["Socket"], vps["UMask"]) == ("inet:8893@127.0.0.1", "0002")
     assert lines["PidFile"] == "/run/opendmarc/opendmarc.pid"
     assert lines["RejectFailures"] == "true"
     # Its own SPF check, never a header's (a sender can write a Received-SPF header).
