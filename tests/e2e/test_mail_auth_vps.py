@@ -1,6 +1,6 @@
 """DKIM, DMARC, SPF and SRS with a VPS as one of the bed's two mail servers (issue 10).
 
-mx1.example.test is the image (tests/harness/dnsbed.py); mx2.example.org is a VPS on the bed's
+mx1.example.com is the image (tests/harness/dnsbed.py); mx2.example.org is a VPS on the bed's
 network (harness.vpsnet.bed_vps: systemd, deployed over SSH by pyinfra, resolving through the bed's
 DNS) with OpenDKIM, OpenDMARC, policyd-spf and postsrsd on. Both deliver to each other over port 25
 through the bed's MX records:
@@ -27,7 +27,7 @@ from test_mail_auth import auth_results
 
 pytestmark = pytest.mark.docker
 
-USER1, PW1 = "user1@example.test", "user1-Secret!"
+USER1, PW1 = "user1@example.com", "user1-Secret!"
 USER2, PW2 = "user2@example.org", "user2-Secret!"
 FORWARD = "fwd@example.org"                        # on mx2: an alias to USER1 on mx1
 ENV = {"SSL_TYPE": "manual", "ENABLE_OPENDKIM": "1", "ENABLE_OPENDMARC": "1", "ENABLE_POLICYD_SPF": "1",
@@ -49,24 +49,24 @@ def wait_until(predicate, what: str, diagnostics, timeout: float = 90):
 
 @pytest.fixture(scope="module")
 def servers(bed, vps_packages_image, tmp_path_factory):
-    mx1 = bed.server("mx1.example.test", accounts={USER1: PW1}, env=MX1_ENV, start=False)
+    mx1 = bed.server("mx1.example.com", accounts={USER1: PW1}, env=MX1_ENV, start=False)
     mx1.start(wait=False)
     mx2 = bed_vps(bed, "mx2.example.org", image=vps_packages_image, workdir=tmp_path_factory.mktemp("bed-vps"),
                   accounts={USER2: PW2}, env=MX2_ENV, config=lambda cfg: cfg.alias(FORWARD, USER1))
     try:
         mx1.wait_ready()
         # Keys: mx1's from the image's `setup`, mx2's from the VPS's own `setup config dkim`.
-        mx1.setup("config", "dkim", "keysize", "1024", "domain", "example.test")
+        mx1.setup("config", "dkim", "keysize", "1024", "domain", "example.com")
         mx2.setup("config", "dkim", "keysize", "1024", "domain", "example.org")
-        key1 = (mx1.volumes.config / "opendkim" / "keys" / "example.test" / "mail.txt").read_text()
+        key1 = (mx1.volumes.config / "opendkim" / "keys" / "example.com" / "mail.txt").read_text()
         key2 = mx2.read_file(f"{mx2.config_dir}/opendkim/keys/example.org/mail.txt")
-        bed.dns.txt("mail._domainkey.example.test", bind_txt_value(key1))
+        bed.dns.txt("mail._domainkey.example.com", bind_txt_value(key1))
         bed.dns.txt("mail._domainkey.example.org", bind_txt_value(key2))
         for box in (mx1, mx2):
             bed.dns.txt(box.domain, f"v=spf1 ip4:{box.ip} -all")
             bed.dns.txt(f"_dmarc.{box.domain}", "v=DMARC1; p=reject")
         # Each signs once its watcher has applied the new key.
-        for box, domain in ((mx1, "example.test"), (mx2, "example.org")):
+        for box, domain in ((mx1, "example.com"), (mx2, "example.org")):
             wait_until(lambda: f"mail._domainkey.{domain}" in box.read_file("/etc/opendkim/KeyTable"),
                        f"{box.fqdn} signing for {domain}", box.diagnostics)
         yield mx1, mx2
@@ -110,8 +110,8 @@ def test_signed_mail_from_mx1_passes_dkim_dmarc_and_spf_at_the_vps(servers):
     mx1, mx2 = servers
     message = deliver_signed(mx1, USER1, PW1, mx2, USER2, PW2, "to-vps")
     results = auth_results(message, mx2.fqdn)
-    assert re.search(r"\bdkim=pass\b[^\n]*header\.d=example\.test", results), f"{results}\n{mx2.diagnostics()}"
-    assert re.search(r"\bdmarc=pass\b[^\n]*header\.from=example\.test", results), f"{results}\n{mx2.diagnostics()}"
+    assert re.search(r"\bdkim=pass\b[^\n]*header\.d=example\.com", results), f"{results}\n{mx2.diagnostics()}"
+    assert re.search(r"\bdmarc=pass\b[^\n]*header\.from=example\.com", results), f"{results}\n{mx2.diagnostics()}"
     spf = received_spf(message)
     assert spf and spf[0] == b"Pass" and f"client-ip={mx1.ip};".encode() in spf[1], message[:2000]
 
@@ -134,7 +134,7 @@ def test_a_spoofed_from_of_a_p_reject_domain_is_rejected_by_the_vps(bed, servers
 
 def test_an_spf_failing_client_is_refused_by_the_vps(servers):
     _, mx2 = servers
-    # The test's own address (the bed's gateway) is not in example.test's SPF record.
+    # The test's own address (the bed's gateway) is not in example.com's SPF record.
     with mx2.smtp(25) as smtp:
         smtp.ehlo("client.example.com")
         assert smtp.mail(USER1)[0] == 250
@@ -154,7 +154,7 @@ def test_mail_submitted_on_the_vps_is_signed_with_its_own_key(servers):
 def test_forwarding_on_the_vps_rewrites_the_sender_with_srs_and_passes_spf_at_mx1(servers):
     mx1, mx2 = servers
     tok = c.token("srs-vps")
-    # user1 (example.test, whose SPF lists mx1 only) -> fwd@example.org on mx2 -> back to user1 on mx1.
+    # user1 (example.com, whose SPF lists mx1 only) -> fwd@example.org on mx2 -> back to user1 on mx1.
     assert mx1.submit(USER1, PW1, c.make_message(USER1, FORWARD, tok), to=[FORWARD]) == {}
     try:
         body = mx1.wait_for_message(USER1, PW1, tok, timeout=120)
@@ -162,5 +162,5 @@ def test_forwarding_on_the_vps_rewrites_the_sender_with_srs_and_passes_spf_at_mx
         raise AssertionError(f"{str(e)[:500]}\n{both(mx1, mx2)()}") from None
     spf = received_spf(body)
     assert spf and spf[0] == b"Pass", body[:2000]
-    assert re.search(rb"envelope-from=SRS0=[^=;]+=[^=;]+=example\.test=user1@example\.org", spf[1], re.I), spf
+    assert re.search(rb"envelope-from=SRS0=[^=;]+=[^=;]+=example\.com=user1@example\.org", spf[1], re.I), spf
     assert f"client-ip={mx2.ip};".encode() in spf[1], spf
