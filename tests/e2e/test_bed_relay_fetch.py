@@ -299,22 +299,8 @@ def test_per_domain_relay_with_setup_relay_add_domain(bed, servers):
     assert f"relay=mx2.example.org[{mx2.ip}]:25" in line, line
 
 
-def test_per_sender_address_credentials(bed, servers):
-    """postfix-sasl-password.cf keyed by the sender address (Postfix's sender-dependent
-    authentication looks it up before the @domain; docker-mailserver copies the file as it is).
-    Follows the per-domain case: example.test is still relayed through mx2:587."""
-    mx1 = servers.mx1
-    sasl = mx1.volumes.config / "postfix-sasl-password.cf"
-    sasl.write_text(f"{USER1} {RELAY}:{RELAY_PW}\n")
-    sasl.chmod(0o600)
-    c.poll(lambda: f"{USER1} " in mx1.read_file("/etc/postfix/sasl_passwd") and
-           "@example.test " not in mx1.read_file("/etc/postfix/sasl_passwd"),
-           "mx1's sasl_passwd keyed by the sender address", mx1.diagnostics, timeout=60, every=0.5)
-    relay_through_mx2(bed, servers)
-
-
 def test_relayed_mail_waits_on_mx1_while_mx2_is_down(bed, servers):
-    """After the per-domain cases: mx1 relays user1@example.test's mail through mx2:587."""
+    """After the per-domain case: mx1 relays example.test's mail through mx2:587."""
     mx1, mx2 = servers.mx1, servers.mx2
     tok = c.token("down")
     before = mx2.logs()
