@@ -43,8 +43,10 @@ ALIAS_TARGET = re.compile(rf"\A(?:{LOCAL_PART_RE}@{DOMAIN_RE}|{LOCAL_PART_RE})\Z
 ACCESS_KEY = re.compile(rf"\A(?:{LOCAL_PART_RE}@{DOMAIN_RE}|@?{DOMAIN_RE}|{LOCAL_PART_RE}@)\Z")
 # dovecot-masters.cf user names.
 MASTER_NAME = re.compile(r"\A[A-Za-z0-9._@+-]{1,64}\Z")
-# postfix-relaymap.cf / postfix-sasl-password.cf keys: @domain, or a next hop [host]:port.
-RELAY_KEY = re.compile(rf"\A(?:@{DOMAIN_RE}|\[[a-z0-9.:-]+\](?::[0-9]{{1,5}})?|{DOMAIN_RE}(?::[0-9]{{1,5}})?)\Z")
+# postfix-sasl-password.cf keys: a sender address or @domain (Postfix's sender-dependent
+# authentication looks up the address, then its @domain), or a next hop [host]:port / host:port.
+RELAY_KEY = re.compile(rf"\A(?:{LOCAL_PART_RE}@{DOMAIN_RE}|@{DOMAIN_RE}|\[[a-z0-9.:-]+\](?::[0-9]{{1,5}})?"
+                       rf"|{DOMAIN_RE}(?::[0-9]{{1,5}})?)\Z")
 QUOTA = re.compile(r"\A(?:[0-9]+[BkMGT]|0)\Z")
 HASH = re.compile(r"\A\{[A-Z0-9.-]+\}\S+\Z")
 
@@ -113,7 +115,7 @@ class ConfigDir:
     send_access: list[tuple[str, str]] = field(default_factory=list)       # address, action
     receive_access: list[tuple[str, str]] = field(default_factory=list)
     relaymap: list[tuple[str, str]] = field(default_factory=list)          # @domain, [host]:port ("" opts out)
-    relay_auth: list[tuple[str, str]] = field(default_factory=list)        # @domain or [host]:port, user:password
+    relay_auth: list[tuple[str, str]] = field(default_factory=list)        # address, @domain or [host]:port, user:password
     dovecot_cf: str = ""
     user_sieve: dict[str, str] = field(default_factory=dict)                # address -> script
     global_sieve: dict[str, str] = field(default_factory=dict)              # before/after -> script

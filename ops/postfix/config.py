@@ -95,7 +95,7 @@ def tls_policy(s: Settings, hosts: list[tuple[str, str]], auth: list[tuple[str, 
     """
     if not auth:
         return []
-    hops = [s.DEFAULT_RELAY_HOST] + [h for _, h in hosts] + [k for k, _ in auth if not k.startswith("@")]
+    hops = [s.DEFAULT_RELAY_HOST] + [h for _, h in hosts] + [k for k, _ in auth if "@" not in k]   # not senders
     keys: list[str] = []
     for hop in hops:
         for key in (hop, hop[:-3] if hop.startswith("[") and hop.endswith("]:25") else ""):

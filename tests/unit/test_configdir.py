@@ -142,7 +142,8 @@ def test_reader_validates_every_address_field(tmp_path):
     write(tmp_path, "postfix-receive-access.cf", "a/b@example.test REJECT\n")
     write(tmp_path, "dovecot-masters.cf", f"admin|{H1}\nad min|{H1}\n")
     write(tmp_path, "postfix-sasl-password.cf", "@example.test u:p w\n[smtp.example.test]:587 u:p\n"
-                                                "smtp.example.test u:p\n@../x u:p\n")
+                                                "smtp.example.test u:p\n@../x u:p\nAl.ice@Example.test u:p\n"
+                                                "../x@example.test u:p\n")
     cfg = configdir.read(tmp_path)
     assert cfg.aliases == [("ok@example.test", ["a@example.test"]), ("bare", ["o'neil+x"])]
     assert cfg.quotas == {"ok@example.test": "1M"}
@@ -150,10 +151,10 @@ def test_reader_validates_every_address_field(tmp_path):
     assert cfg.receive_access == []
     assert [m for m, _ in cfg.masters] == ["admin"]
     assert cfg.relay_auth == [("@example.test", "u:p w"), ("[smtp.example.test]:587", "u:p"),
-                              ("smtp.example.test", "u:p")]
+                              ("smtp.example.test", "u:p"), ("al.ice@example.test", "u:p")]
     assert sorted((p.file, p.line) for p in cfg.problems) == [
         ("dovecot-masters.cf", 2), ("dovecot-quotas.cf", 2), ("postfix-receive-access.cf", 1),
-        ("postfix-sasl-password.cf", 4), ("postfix-send-access.cf", 5), ("postfix-send-access.cf", 6),
+        ("postfix-sasl-password.cf", 4), ("postfix-sasl-password.cf", 6), ("postfix-send-access.cf", 5), ("postfix-send-access.cf", 6),
         ("postfix-virtual.cf", 2), ("postfix-virtual.cf", 3), ("postfix-virtual.cf", 4)]
 
 
@@ -429,7 +430,7 @@ def test_symlinked_config_folder_itself_is_read(tmp_path):
                             f"admin|{{PLAIN}}{MARKER} extra"]),
     ("postfix-sasl-password.cf", [f"user:{MARKER}",                                 # key forgotten
                                   f"@example.test user{MARKER}",                     # ':' forgotten
-                                  f"{MARKER}@x.test nocolon",                         # neither is valid
+                                  f"{MARKER}/@x.test nocolon",                        # neither is valid
                                   f"{MARKER}"]),                                     # a single field
 ])
 def test_malformed_secret_lines_never_show_the_secret(tmp_path, caplog, name, lines):

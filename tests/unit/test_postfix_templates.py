@@ -645,3 +645,15 @@ def test_writable_caches_are_lmdb_not_berkeley_db(tmp_path):
 def test_the_lmdb_map_type_is_installed():
     from ops.postfix.daemon import DAEMON
     assert "postfix-lmdb" in DAEMON.packages
+
+
+def test_relay_credentials_per_sender_address(tmp_path):
+    """Postfix's sender-dependent authentication looks the sender address up before its @domain
+    (docker-mailserver copies postfix-sasl-password.cf as it is): a per-address line is kept,
+    and is no next hop of the TLS policy."""
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS, "postfix-relaymap.cf": RELAYMAP,
+                              "postfix-sasl-password.cf": "Alice@Example.test alice-relay:pw-1\n"
+                                                          "@example.test relayuser:pw-2\n"})
+    assert table_rows(files, "/etc/postfix/sasl_passwd") == [("alice@example.test", "alice-relay:pw-1"),
+                                                             ("@example.test", "relayuser:pw-2")]
+    assert table_rows(files, "/etc/postfix/tls_policy") == [("[smtp.relay.test]:587", "encrypt")]
