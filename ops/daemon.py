@@ -82,7 +82,10 @@ class PostfixHooks:
     - `mua_recipient_restrictions`: what 465/587 apply to a logged-in user's recipients, before `permit_sasl_authenticated`;
     - `master_services`: whole master.cf entries (first line + `-o` lines), e.g. a re-injection service;
     - `main`: extra `main.cf` parameters `(name, value)`; a parameter set by two daemons is an error;
-    - `content_filter`: at most one daemon may set it.
+    - `content_filter`: at most one daemon may set it;
+    - `aliases`: `(address, real address)`: an address docker-mailserver's files name for this daemon
+      (e.g. `inet:localhost:8891`) where mailwright listens elsewhere; postfix-main.cf's values are
+      translated, so an operator's file written for docker-mailserver keeps working.
     """
     smtpd_milters: tuple[tuple[int, str], ...] = ()
     non_smtpd_milters: tuple[tuple[int, str], ...] = ()
@@ -91,6 +94,7 @@ class PostfixHooks:
     master_services: tuple[str, ...] = ()
     main: tuple[tuple[str, str], ...] = ()
     content_filter: str = ""
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 def no_hooks(_settings: "Settings", _cfg: "ConfigDir") -> PostfixHooks:

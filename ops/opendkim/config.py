@@ -287,4 +287,7 @@ def postfix(s: Settings, _cfg: ConfigDir) -> PostfixHooks:
     if not s.ENABLE_OPENDKIM:
         return PostfixHooks()
     milter = MILTER_SOCKET if in_container(s) else MILTER
-    return PostfixHooks(smtpd_milters=((MILTER_ORDER, milter),), non_smtpd_milters=((MILTER_ORDER, milter),))
+    # docker-mailserver's address for it, as an operator's postfix-main.cf may name it.
+    aliases = tuple((f"inet:{host}:{PORT}", milter) for host in ("localhost", "127.0.0.1") if milter != MILTER)
+    return PostfixHooks(smtpd_milters=((MILTER_ORDER, milter),), non_smtpd_milters=((MILTER_ORDER, milter),),
+                        aliases=aliases)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ops import accounts as accountsmod, daemons
@@ -121,6 +122,17 @@ class Hub:
     mua_recipient_restrictions: tuple[str, ...] = ()
     main: tuple[tuple[str, str], ...] = ()
     master_services: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+
+
+def translated(overrides: list[tuple[str, str]], aliases) -> list[tuple[str, str]]:
+    """postfix-main.cf's values with each daemon's docker-mailserver address (a whole word of a
+    comma/space-separated list) replaced by the address it has here (`PostfixHooks.aliases`)."""
+    table = dict(aliases)
+    if not table:
+        return overrides
+    word = re.compile(r"[^\s,]+")
+    return [(k, word.sub(lambda m: table.get(m.group(0), m.group(0)), v)) for k, v in overrides]
 
 
 def hub(s: Settings, cfg: ConfigDir) -> Hub:
@@ -151,6 +163,7 @@ def hub(s: Settings, cfg: ConfigDir) -> Hub:
         mua_recipient_restrictions=ordered("mua_recipient_restrictions"),
         main=tuple((param, value) for param, (_, value) in main.items()),
         master_services=tuple(service for _, hooks in given for service in hooks.master_services),
+        aliases=tuple(pair for _, hooks in given for pair in hooks.aliases),
     )
 
 
@@ -190,7 +203,8 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
         send_access="check_sender_access texthash:/etc/postfix/send_access, " if cfg.send_access else "",
         receive_access="check_recipient_access texthash:/etc/postfix/receive_access, " if cfg.receive_access else "",
     )
-    main = merge_main(with_daemons(template("/etc/postfix/main.cf", **ctx), daemons_hub), cfg.postfix_main)
+    main = merge_main(with_daemons(template("/etc/postfix/main.cf", **ctx), daemons_hub),
+                      translated(cfg.postfix_main, daemons_hub.aliases))
     return [
         ConfigFile("/etc/postfix/main.cf", main),
         rendered("/etc/postfix/master.cf", ctx),

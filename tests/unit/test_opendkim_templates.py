@@ -103,8 +103,10 @@ def test_postfix_hook_is_both_milter_lists_only_when_enabled(tmp_path):
     protocol's small writes met Nagle and delayed ACKs (~40 ms a stage): mail-auth went 26 msgs/s.
     A VPS keeps 127.0.0.1:8891."""
     cfg = configdir.read(tmp_path)
-    assert DAEMON.postfix(load(), cfg) == PostfixHooks(smtpd_milters=((10, "unix:/run/opendkim/opendkim.sock"),),
-                                                       non_smtpd_milters=((10, "unix:/run/opendkim/opendkim.sock"),))
+    sock = "unix:/run/opendkim/opendkim.sock"
+    assert DAEMON.postfix(load(), cfg) == PostfixHooks(
+        smtpd_milters=((10, sock),), non_smtpd_milters=((10, sock),),
+        aliases=(("inet:localhost:8891", sock), ("inet:127.0.0.1:8891", sock)))   # docker-mailserver's address
     assert DAEMON.postfix(load(MAILWRIGHT_INIT="systemd"), cfg) == PostfixHooks(
         smtpd_milters=((10, "inet:127.0.0.1:8891"),), non_smtpd_milters=((10, "inet:127.0.0.1:8891"),))
     assert DAEMON.postfix(load(ENABLE_OPENDKIM=0), cfg) == PostfixHooks()

@@ -52,8 +52,10 @@ def test_enabled_by_default_like_docker_mailserver_and_ports_follow_it():
 
 def test_postfix_hook_comes_after_opendkim_only_when_enabled(tmp_path):
     cfg = configdir.read(tmp_path)
-    assert DAEMON.postfix(load(), cfg) == PostfixHooks(smtpd_milters=((20, "unix:/run/opendmarc/opendmarc.sock"),),
-                                                       non_smtpd_milters=((20, "unix:/run/opendmarc/opendmarc.sock"),))
+    sock = "unix:/run/opendmarc/opendmarc.sock"
+    assert DAEMON.postfix(load(), cfg) == PostfixHooks(
+        smtpd_milters=((20, sock),), non_smtpd_milters=((20, sock),),
+        aliases=(("inet:localhost:8893", sock), ("inet:127.0.0.1:8893", sock)))   # docker-mailserver's address
     assert DAEMON.postfix(load(MAILWRIGHT_INIT="systemd"), cfg) == PostfixHooks(
         smtpd_milters=((20, "inet:127.0.0.1:8893"),), non_smtpd_milters=((20, "inet:127.0.0.1:8893"),))
     assert DAEMON.postfix(load(ENABLE_OPENDMARC=0), cfg) == PostfixHooks()

@@ -53,3 +53,26 @@ def test_postfix_files_unchanged_byte_for_byte(tmp_path, combo, path):
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(text)
     assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("init, expected", [
+    ("container", "unix:/run/opendkim/opendkim.sock, unix:/run/opendmarc/opendmarc.sock, inet:127.0.0.1:11332"),
+    ("systemd", "inet:localhost:8891, inet:127.0.0.1:8893, inet:127.0.0.1:11332"),
+])
+def test_postfix_main_cf_written_for_docker_mailserver_reaches_the_milters_where_they_listen(tmp_path, init, expected):
+    """docker-mailserver's milters listen on inet:localhost:8891/8893; in mailwright's container they are
+    unix sockets (ops/opendkim SOCKET says why). An operator's postfix-main.cf naming the old addresses
+    (e.g. to add rspamd's milter) is translated word by word; on a VPS, where they listen on those
+    ports, it is left as written."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "postfix-accounts.cf").write_text(ACCOUNTS)
+    (folder / "postfix-main.cf").write_text(
+        "smtpd_milters = inet:localhost:8891, inet:127.0.0.1:8893, inet:127.0.0.1:11332\n"
+        "milter_mail_macros = i {mail_addr} inet:localhost:8891x\n")
+    s = S.load(host_data={"MAILWRIGHT_INIT": init, "MAILWRIGHT_CONFIG_DIR": str(folder)},
+               environ={"ENABLE_OPENDKIM": "1", "ENABLE_OPENDMARC": "1", "ENABLE_AMAVIS": "0"}, fqdn=FQDN)
+    main = {f.path: f.content for f in plan.files(s, configdir.read(folder))}["/etc/postfix/main.cf"]
+    lines = [line for line in main.splitlines() if line.startswith("smtpd_milters =")]
+    assert lines == [f"smtpd_milters = {expected}"]
+    assert "milter_mail_macros = i {mail_addr} inet:localhost:8891x" in main      # whole words only
