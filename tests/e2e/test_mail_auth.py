@@ -116,12 +116,13 @@ def test_a_dns_failure_during_dkim_and_dmarc_checks_never_bounces(bed, servers, 
     tok = c.token(f"dns-{failure}")
     try:
         assert mx1.submit(USER1, PW1, c.make_message(USER1, USER2, tok), to=[USER2]) == {}
-        # Either delivered, or deferred by mx2 with a 4xx (mx1 keeps it queued).
+        # Either delivered, or deferred (mx2's 4xx, or mx1's own lookup caught in the bed's DNS change:
+        # either way mx1 keeps it queued; what must never happen is a bounce).
         deadline = time.monotonic() + 120
         while True:
             log = mx1.mail_log()
             delivered = _has_message(mx2, tok)
-            deferred = re.search(r"to=<" + re.escape(USER2) + r">.*status=deferred \(host mx2[^\n]* said: 4", log)
+            deferred = re.search(r"to=<" + re.escape(USER2) + r">[^\n]*status=deferred", log)
             if delivered or deferred:
                 break
             assert time.monotonic() < deadline, (mx1.diagnostics(), mx2.diagnostics())

@@ -317,8 +317,11 @@ def test_supervisor_does_not_lock_through_a_symlinked_lock_file(tmp_path):
                MW_WATCH_LIST=str(tmp_path / "watch"), MW_PENDING=str(tmp_path / "pending"),
                MW_DAEMONS_FILE=str(tmp_path / "daemons"), MW_JOBS_FILE=str(tmp_path / "jobs"),
                MW_CONFIG_DIR=str(config), MW_FQDN="mail.example.test")
+    # SIGHUP at its default even when the test run ignores it (nohup): a shell cannot trap a signal
+    # ignored at its start.
     proc = subprocess.Popen(["/bin/sh", str(REPO / "mailwright" / "supervise.sh")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
         time.sleep(0.5)
         proc.send_signal(signal.SIGHUP)          # "reconfigure now"

@@ -122,7 +122,8 @@ def test_reload_follows_the_descriptor(tmp_path, with_fake, monkeypatch):
     services.reload("systemd", "fake-filter")
     assert calls == [["systemctl", "reload-or-restart", "fake.service"]]
     pidfile = tmp_path / "fake.pid"
-    child = subprocess.Popen(["sleep", "30"])
+    # SIGHUP at its default even when the test run ignores it (nohup): SIG_IGN is inherited.
+    child = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
         pidfile.write_text(f"{child.pid}\n")
         monkeypatch.setattr(daemons, "all_daemons", lambda: (Daemon(**{**FAKE.__dict__, "pidfile": str(pidfile)}),))
