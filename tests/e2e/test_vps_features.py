@@ -24,7 +24,7 @@ from harness import clients as c
 from harness.targets import VpsTarget
 from test_dkim import dkim_verify, public_key_from_txt
 from test_fetching import CA as IMAGE_CA
-from test_fetching import FETCHMAIL_CF, GETMAIL_CF
+from test_fetching import FETCHMAIL_CF, GETMAIL_CF, PW as FETCH_PW
 from test_srs import SRS_OF_ALICE, Sink
 
 pytestmark = pytest.mark.docker
@@ -87,8 +87,10 @@ def target(request, tmp_path_factory, tls, sink):
     request.getfixturevalue("deploy_py")
     root = tmp_path_factory.mktemp("vps-features")
     cfg = MailConfig(root / "config")
-    for address in (USER, OTHER, ALICE, SENDER, *(a for pair in FETCH_PAIRS for a in pair)):
+    for address in (USER, OTHER, ALICE, SENDER, *(local for _, local in FETCH_PAIRS)):
         cfg.account(address, PW)
+    for remote, _ in FETCH_PAIRS:           # the remote accounts' password is the one fetchmail.cf/getmail carry
+        cfg.account(remote, FETCH_PW)
     cfg.alias(FORWARD, FAR)
     cfg.file("postfix-main.cf", f"transport_maps = inline:{{ far.test=smtp:[127.0.0.1]:{sink.port} }}\n")
     cfg.file("fetchmail.cf", FETCHMAIL_CF.replace(IMAGE_CA, CA))
