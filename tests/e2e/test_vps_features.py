@@ -180,7 +180,7 @@ def test_postgrey_whitelists_from_the_config_folder_apply_live(vps):
 
 def count(user: str, token: str, vps) -> int:
     with c.IMAPS(context=ctx(vps)) as imap:
-        imap.login(user, PW)
+        imap.login(user, FETCH_PW if user in {remote for remote, _ in FETCH_PAIRS} else PW)
         imap.select("INBOX", readonly=True)
         typ, data = imap.search(None, "SUBJECT", f'"{token}"')
         assert typ == "OK", typ
