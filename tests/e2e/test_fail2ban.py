@@ -19,7 +19,6 @@ import ssl
 import smtplib
 import imaplib
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from harness import clients as c
 from harness import dockercli as d
 from harness.configdir import MailConfig
 from harness.mailserver import MailContainer, Volumes
+from harness.vpsnet import idle_client, internal_network
 
 pytestmark = pytest.mark.docker
 
@@ -168,18 +168,8 @@ poll = c.poll
 
 @pytest.fixture(scope="module")
 def network(docker_session):
-    name = f"{d.PREFIX}f2b-{uuid.uuid4().hex[:8]}"
-    d.docker("network", "create", "--internal", name)
-    try:
-        gateway = d.docker("network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", name).stdout.strip()
-        yield name, gateway
-    finally:
-        # Containers first (a network with endpoints cannot be removed).
-        ids = d.docker("network", "inspect", "-f", "{{range $k, $v := .Containers}}{{$k}} {{end}}", name,
-                       check=False).stdout.split()
-        if ids:
-            d.docker("rm", "-f", "-v", *ids, check=False)
-        d.docker("network", "rm", name, check=False)
+    with internal_network("f2b") as net:
+        yield net
 
 
 @pytest.fixture(scope="module")
@@ -201,13 +191,8 @@ def server(image, tls, tmp_path_factory, network):
 @pytest.fixture(scope="module")
 def client(image, network):
     """A second machine on the network: the image itself, idle, used through `docker exec python3`."""
-    name = d.unique_name("f2b-client")
-    d.docker("run", "-d", "--name", name, "--network", network[0], "--entrypoint", "sleep", image, "infinity")
-    try:
-        ip = d.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).stdout.strip()
-        yield name, ip
-    finally:
-        d.rm(name)
+    with idle_client(image, network[0], "f2b-client") as c_:
+        yield c_
 
 
 def failed(results: list[str], reply: str) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from harness import clients as c
 from harness import dockercli as d
 from harness import scenario as sc
-from harness.vpsnet import NetVpsTarget, internal_network, net_vps, vps_packages_image  # noqa: F401
+from harness.vpsnet import NetVpsTarget, idle_client, internal_network, net_vps, vps_packages_image  # noqa: F401
 from test_fail2ban import (MAXRETRY, USER, container_probe, failed, host_fail, host_probe, in_container)
 
 pytestmark = pytest.mark.docker
@@ -52,13 +52,8 @@ def server(vps_packages_image, tls, tmp_path_factory, network):
 @pytest.fixture(scope="module")
 def client(vps_image, network):
     """Another machine on the network (python3 of the VPS image, idle), used through `docker exec`."""
-    name = d.unique_name("f2b-vps-client")
-    d.docker("run", "-d", "--name", name, "--network", network[0], "--entrypoint", "sleep", vps_image, "infinity")
-    try:
-        ip = d.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).stdout.strip()
-        yield name, ip
-    finally:
-        d.rm(name)
+    with idle_client(vps_image, network[0], "f2b-vps-client") as c_:
+        yield c_
 
 
 def setup(server, *args: str):

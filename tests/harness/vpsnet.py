@@ -135,6 +135,19 @@ def internal_network(prefix: str = "vpsnet"):
         d.docker("network", "rm", name, check=False)
 
 
+@contextlib.contextmanager
+def idle_client(image: str, network: str, prefix: str = "client"):
+    """Another machine on `network`: a container of `image`, idle (`sleep infinity`), used through
+    `docker exec`; yields (name, ip)."""
+    name = d.unique_name(prefix)
+    d.docker("run", "-d", "--name", name, "--network", network, "--entrypoint", "sleep", image, "infinity")
+    try:
+        ip = d.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).stdout.strip()
+        yield name, ip
+    finally:
+        d.rm(name)
+
+
 def net_vps(image: str, workdir: Path, network: str, *, ip: str = "", hostname: str = "mail.example.test",
             net_admin: bool = False, resolv: Path | None = None) -> Vps:
     extra: list[str] = []
