@@ -287,7 +287,8 @@ def measure_idle_memory(container, run: dict, t_ready: float, args) -> None:
     run["idle_rss_mb"] = snap["rss_kb"] / 1000
     run["idle_processes"] = snap["processes"]
     top = ", ".join(f"{g['comm']}×{g['count']} {g['pss_kb']/1000:.1f}" for g in snap["by_program"][:5])
-    log(f"{container.name}: idle PSS {run['idle_pss_mb']:.1f} MB, RSS {run['idle_rss_mb']:.1f} MB, "
+    log(f"{container.name}: idle PSS ({snap['pss_method']}) {run['idle_pss_mb']:.1f} MB "
+        f"(kernel's {snap['kernel_pss_kb'] / 1000:.1f}), RSS {run['idle_rss_mb']:.1f} MB, "
         f"{snap['processes']} processes; top PSS MB: {top}"
         + (f"; left out (docker exec): {', '.join(m['cmdline'][:40] for m in snap['excluded_exec'])}"
            if snap["excluded_exec"] else ""))

@@ -111,8 +111,11 @@ def new_results(args, image, engine_version: str | None) -> dict:
                 "cold_start": "create+start through the Engine API until the first bytes of a "
                               "'220' (port 25) / '* OK' (port 143) banner, 10 ms connect polling; "
                               "page cache warm after the first run",
-                "memory": "sum of smaps_rollup Pss/Rss over the container cgroup's cgroup.procs, "
-                          "idle_wait seconds after ready; MB = 10^6 bytes (kB*1000)",
+                "memory": "sum over the container cgroup's cgroup.procs of the container's own PSS "
+                          "(each resident page, from pagemap, divided among the container's processes "
+                          "only: the kernel's PSS of the container alone; the kernel's own figure, "
+                          "which other containers of the same image lower, as kernel_pss_kb) and of "
+                          "smaps_rollup Rss, idle_wait seconds after ready; MB = 10^6 bytes (kB*1000)",
                 "configure": "docker exec through the Engine API; exec of `true` shown as overhead",
                 "throughput": "per concurrency: one warm-up connection per source address excluded; "
                               "then max(messages, 16 x connections) messages over that many concurrent "

@@ -96,6 +96,37 @@ def test_summarize_processes_totals_top_and_grouping():
     assert s["by_program"][0]["comm"] == "smtpd"
 
 
+def test_own_pss_divides_a_page_among_the_given_processes_only():
+    kb = memory.PAGE_KB
+    own = memory.own_pss_kb({1: {10, 11, 12}, 2: {10, 20}, 3: {10, 11}})
+    assert own[1] == pytest.approx(kb / 3 + kb / 2 + kb)
+    assert own[2] == pytest.approx(kb / 3 + kb)
+    assert own[3] == pytest.approx(kb / 3 + kb / 2)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="frame numbers in pagemap are root's only")
+def test_another_process_sharing_the_pages_leaves_the_own_pss_alone():
+    """A forked child shares (copy-on-write) nearly every page of this process: the kernel's PSS of
+    this process drops by about half, its own PSS (this process alone) stays its resident size."""
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(w)
+        os.read(r, 1)           # wait, sharing the parent's pages, until the parent is done
+        os._exit(0)
+    os.close(r)
+    try:
+        me = memory.process_memory(os.getpid())
+        procs = [dict(me)]
+        assert memory.with_own_pss(procs) == "own"
+        assert me["pss_kb"] < 0.8 * me["rss_kb"]                    # the kernel splits with the child
+        assert procs[0]["pss_kb"] > 0.9 * me["rss_kb"]              # alone, it owns what it maps
+        assert procs[0]["kernel_pss_kb"] == me["pss_kb"]
+    finally:
+        os.close(w)
+        os.waitpid(child, 0)
+
+
 def test_cgroup_dir_v1_and_v2():
     v1 = "12:pids:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/docker/abc\n"
     assert memory.cgroup_dir_from_text(v1, Path("/cg")) == Path("/cg/memory/docker/abc")
