@@ -135,8 +135,8 @@ class Settings:
     ENABLE_DNSBL: bool = opt(False, "postscreen DNS blocklists (docker-mailserver's sites, threshold 3)")
     POSTSCREEN_ACTION: str = opt("enforce", "postscreen's action on a failed DNSBL/greet/bare-newline test",
                                  choices=("enforce", "drop", "ignore"))
-    ENABLE_OPENDKIM: bool = opt(True, "DKIM signing and verification (OpenDKIM milter on 127.0.0.1:8891)")
-    ENABLE_OPENDMARC: bool = opt(True, "DMARC verification (OpenDMARC milter on 127.0.0.1:8893, after OpenDKIM)")
+    ENABLE_OPENDKIM: bool = opt(True, "DKIM signing and verification (OpenDKIM milter: a unix socket in the container, 127.0.0.1:8891 on a VPS)")
+    ENABLE_OPENDMARC: bool = opt(True, "DMARC verification (OpenDMARC milter after OpenDKIM: a unix socket in the container, 127.0.0.1:8893 on a VPS)")
     ENABLE_POLICYD_SPF: bool = opt(True, "SPF check of port 25's senders: Fail refused (550), temperror deferred (ops/spf)")
     ENABLE_MTA_STS: bool = opt(False, "outbound MTA-STS policies", **LATER)
     VIRUSMAILS_DELETE_DELAY: int = opt(7, "days before quarantined virus mail is deleted", minimum=0)
