@@ -30,6 +30,13 @@ def always(_settings: "Settings") -> bool:
     return True
 
 
+def shell_foreground(pidfile: str, *steps: str) -> tuple[str, ...]:
+    """A `foreground` for a daemon that writes no pidfile while in the foreground: /bin/sh writes
+    its own pid to `pidfile`, then runs `steps` (joined by &&); the last one `exec`s the daemon,
+    which keeps that pid, or is a loop of the shell's own."""
+    return ("/bin/sh", "-c", " && ".join((f"echo $$ > {pidfile}", *steps)))
+
+
 @dataclass(frozen=True)
 class Reload:
     """How a running daemon picks up changed files.

@@ -3,7 +3,7 @@ it to the local Postfix on port 25, as docker-mailserver does."""
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Reload
+from ops.daemon import Daemon, Reload, shell_foreground
 
 # Paths here rather than in config.py: the descriptor stays standard-library only (the image
 # build reads every descriptor); config.py and run.py import them from here.
@@ -27,10 +27,9 @@ def _files(s, cfg, tls):
 # folder and give it its state folder (a fresh folder on /var/mail-state is root's); then
 # setpriv drops to the fetchmail user for good and ops/fetchmail/run.py execs fetchmail (or,
 # with FETCHMAIL_PARALLEL=1, starts one fetchmail per poll entry and waits for them).
-FOREGROUND = (
-    "/bin/sh", "-c",
-    f". {OPTIONS} && echo $$ > {PIDFILE} && mkdir -p {RUN_DIR} && "
-    f"chown {USER}:{GROUP} {RUN_DIR} {STATE}/ && chmod 0700 {STATE}/ && cd /opt/mailwright && "
+FOREGROUND = shell_foreground(
+    PIDFILE, f". {OPTIONS}", f"mkdir -p {RUN_DIR}", f"chown {USER}:{GROUP} {RUN_DIR} {STATE}/",
+    f"chmod 0700 {STATE}/", "cd /opt/mailwright",
     f"exec setpriv --reuid={USER} --regid={GROUP} --clear-groups --reset-env "
     f'/usr/bin/python3 -m ops.fetchmail.run "$FETCHMAIL_PARALLEL"',
 )

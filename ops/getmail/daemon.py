@@ -4,7 +4,7 @@ every GETMAIL_POLL minutes, as docker-mailserver does; each rc file names its ow
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Reload
+from ops.daemon import Daemon, Reload, shell_foreground
 
 # Paths here rather than in config.py: the descriptor stays standard-library only.
 RCS = "/etc/mailwright/getmail.json"          # {id: rc text}, 0600: holds passwords
@@ -25,10 +25,9 @@ def _files(s, cfg, tls):
 # docker-mailserver's getmail service: a loop that runs getmail on every rc file, then sleeps
 # GETMAIL_POLL minutes (it is a supervisor program, not a cron job). The shell idles in `wait`,
 # so SIGTERM ends it at once; it ends the sleep with it. ops/getmail/run.py does one round.
-FOREGROUND = (
-    "/bin/sh", "-c",
-    f". {OPTIONS} && echo $$ > {PIDFILE} && mkdir -p {STATE}/ && chmod 0700 {STATE}/ && cd /opt/mailwright && "
-    "trap 'kill $nap 2>/dev/null; exit 0' TERM INT && "
+FOREGROUND = shell_foreground(
+    PIDFILE, f". {OPTIONS}", f"mkdir -p {STATE}/", f"chmod 0700 {STATE}/", "cd /opt/mailwright",
+    "trap 'kill $nap 2>/dev/null; exit 0' TERM INT",
     "while :; do /usr/bin/python3 -m ops.getmail.run; sleep $((GETMAIL_POLL * 60)) & nap=$!; wait $nap; done",
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Reload
+from ops.daemon import Daemon, Reload, shell_foreground
 
 # Paths and port, here rather than in config.py: the descriptor stays standard-library
 # only (the image build reads every descriptor); config.py imports them from here.
@@ -26,11 +26,8 @@ def _postfix(s, cfg):
 # (`postgrey $POSTGREY_OPTS --greylist-text=...`, in the foreground; postgrey drops root for its
 # `postgrey` user and keeps its database in /var/lib/postgrey). Postgrey writes a pidfile only
 # with --daemonize, so the shell writes its own pid, which `exec` hands to postgrey.
-FOREGROUND = (
-    "/bin/sh", "-c",
-    f". {OPTIONS} && echo $$ > {PIDFILE} && "
-    'exec /usr/sbin/postgrey $POSTGREY_OPTS "--greylist-text=$POSTGREY_TEXT"',
-)
+FOREGROUND = shell_foreground(
+    PIDFILE, f". {OPTIONS}", 'exec /usr/sbin/postgrey $POSTGREY_OPTS "--greylist-text=$POSTGREY_TEXT"')
 
 DAEMON = Daemon(
     name="postgrey",

@@ -3,7 +3,7 @@ ENABLE_SASLAUTHD does: against an IMAP server (`rimap`) or an LDAP directory (`l
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Reload
+from ops.daemon import Daemon, Reload, shell_foreground
 
 # Paths here rather than in config.py: the descriptor stays standard-library only.
 OPTIONS = "/etc/default/mailwright-saslauthd"     # MECHANISM, MECH_OPTIONS for the foreground command
@@ -33,9 +33,8 @@ JOIN_SASL = ("! id postfix >/dev/null 2>&1 || id -nG postfix | tr ' ' '\\n' | gr
 # saslauthd has no foreground switch but -d (debug: stays in the foreground, logs to stderr);
 # docker-mailserver's supervisor runs it the same way. -r passes user@domain whole (not split
 # into user and realm), as the accounts are addresses.
-FOREGROUND = (
-    "/bin/sh", "-c",
-    f". {OPTIONS} && echo $$ > {PIDFILE} && mkdir -p {RUN_DIR} && {{ {JOIN_SASL}; }} && "
+FOREGROUND = shell_foreground(
+    PIDFILE, f". {OPTIONS}", f"mkdir -p {RUN_DIR}", f"{{ {JOIN_SASL}; }}",
     f'exec /usr/sbin/saslauthd -d -r -a "$MECHANISM" -O "$MECH_OPTIONS" -m {RUN_DIR} -n 5',
 )
 
