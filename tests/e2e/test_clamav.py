@@ -24,7 +24,7 @@ import pytest
 
 from harness import clients as c
 from harness.configdir import MailConfig
-from harness.mailserver import MailContainer, Volumes
+from harness.mailserver import serving
 
 pytestmark = pytest.mark.docker
 
@@ -82,15 +82,8 @@ def server(image, tls, tmp_path_factory):
     root = tmp_path_factory.mktemp("clamav")
     cfg = MailConfig(root / "config")
     cfg.account(USER, PASSWORD)
-    cfg.write()
-    tls.write(cfg.path / "ssl")
-    box = MailContainer(image, Volumes.under(root, cfg.path), env=dict(ENV))
-    try:
-        box.start()
-        c.wait_for_ports([25, 993])
+    with serving(image, root, cfg, tls, ENV, [25, 993]) as box:
         yield box
-    finally:
-        box.remove()
 
 
 def test_no_signatures_clamd_waits_says_so_and_mail_is_deferred(server):

@@ -22,7 +22,7 @@ import pytest
 from harness import clients as c
 from harness import dockercli as d
 from harness.configdir import MailConfig
-from harness.mailserver import MailContainer, Volumes
+from harness.mailserver import serving
 
 pytestmark = pytest.mark.docker
 
@@ -121,15 +121,8 @@ def server(image, tls, tmp_path_factory):
     cfg = MailConfig(root / "config")
     cfg.account(USER, PASSWORD)
     cfg.account(OTHER, OTHER_PASSWORD)
-    cfg.write()
-    tls.write(cfg.path / "ssl")
-    box = MailContainer(image, Volumes.under(root, cfg.path), env=dict(ENV))
-    try:
-        box.start()
-        c.wait_for_ports([25, 993])
+    with serving(image, root, cfg, tls, ENV, [25, 993]) as box:
         yield box
-    finally:
-        box.remove()
 
 
 def test_first_attempt_is_greylisted_then_the_retry_is_delivered(server, tls):

@@ -16,7 +16,7 @@ import pytest
 
 from harness import clients as c
 from harness.configdir import MailConfig
-from harness.mailserver import MailContainer, Volumes
+from harness.mailserver import serving
 
 pytestmark = pytest.mark.docker
 
@@ -29,15 +29,8 @@ def server(image, tls, tmp_path_factory):
     root = tmp_path_factory.mktemp("saslauthd")
     cfg = MailConfig(root / "config")
     cfg.account(USER, PASSWORD)
-    cfg.write()
-    tls.write(cfg.path / "ssl")
-    box = MailContainer(image, Volumes.under(root, cfg.path), env=dict(ENV))
-    try:
-        box.start()
-        c.wait_for_ports([25, 587, 143])
+    with serving(image, root, cfg, tls, ENV, [25, 587, 143]) as box:
         yield box
-    finally:
-        box.remove()
 
 
 def test_smtp_auth_on_587_goes_through_saslauthd(server, tls):

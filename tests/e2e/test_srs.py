@@ -25,7 +25,7 @@ import pytest
 from harness import clients as c
 from harness import dockercli as d
 from harness.configdir import MailConfig
-from harness.mailserver import MailContainer, Volumes
+from harness.mailserver import serving
 
 pytestmark = pytest.mark.docker
 
@@ -113,15 +113,8 @@ def server(image, tls, sink, tmp_path_factory):
     cfg.alias(FORWARD, FAR)
     # Only this test's forward target goes to the sink; everything else is as in production.
     cfg.file("postfix-main.cf", f"transport_maps = inline:{{ far.test=smtp:[127.0.0.1]:{sink.port} }}\n")
-    cfg.write()
-    tls.write(cfg.path / "ssl")
-    box = MailContainer(image, Volumes.under(root, cfg.path), env=dict(ENV))
-    try:
-        box.start()
-        c.wait_for_ports([25, 993])
+    with serving(image, root, cfg, tls, ENV, [25, 993]) as box:
         yield box
-    finally:
-        box.remove()
 
 
 STATE = {}

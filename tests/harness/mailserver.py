@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import MAIL_PORTS, SERVER_NAME
+from . import clients
 from . import dockercli as d
 
 READY_LINE = f"{SERVER_NAME} is up and running"
@@ -135,3 +137,18 @@ class MailContainer:
         return (f"--- docker run: {' '.join(self.run_args())}\n"
                 f"--- docker logs {self.name} (last {tail} lines):\n{logs}\n"
                 f"--- mail.log (last {tail} lines):\n{mail}\n")
+
+
+@contextlib.contextmanager
+def serving(image: str, root: Path, cfg, tls, env: dict[str, str], ports: list[int], cert=None):
+    """A module's server: `cfg` (a MailConfig) written with `tls`'s certificate (or `cert`) in its ssl/, one
+    container on it under `root` until the block ends, its `ports` answering when the block starts."""
+    cfg.write()
+    tls.write(cfg.path / "ssl", cert)
+    box = MailContainer(image, Volumes.under(root, cfg.path), env=dict(env))
+    try:
+        box.start()
+        clients.wait_for_ports(ports)
+        yield box
+    finally:
+        box.remove()
