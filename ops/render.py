@@ -7,6 +7,7 @@ files. Pure standard library + jinja2.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +72,19 @@ def template(target: str, **context) -> str:
 
 def rendered(target: str, context: dict, **attrs) -> ConfigFile:
     return ConfigFile(target, template(target, **context), **attrs)
+
+
+def systemd_argv(argv) -> str:
+    """An ExecStart= line's words: shell-quoted (systemd reads the same quotes), `$` doubled
+    (systemd would expand `$NAME` itself) and `%` doubled (its specifiers)."""
+    return shlex.join(argv).replace("$", "$$").replace("%", "%%")
+
+
+def foreground_unit(s, target: str, foreground, on: bool) -> ConfigFile:
+    """mailwright's own systemd unit for a daemon whose Debian package ships none (or one that
+    does not fit): its template at `target` runs the descriptor's `foreground` under systemd, on
+    a VPS with the daemon on; absent in the container or when off."""
+    if on and s.MAILWRIGHT_INIT == "systemd":
+        return rendered(target, dict(argv=systemd_argv(foreground)), reloads=(),
+                        after=("systemctl daemon-reload",))
+    return ConfigFile(target, None, after=("systemctl daemon-reload",))

@@ -17,10 +17,9 @@ symbolic link. Such a file is left out (logged, naming the file), and fetchmail 
 from __future__ import annotations
 
 import logging
-import shlex
 
 from ops.configdir import ConfigDir, SymlinkRefused, read_file
-from ops.render import ConfigFile, rendered
+from ops.render import ConfigFile, foreground_unit, rendered
 from ops.settings import Settings
 
 from ops.fetchmail.daemon import (FOREGROUND, GROUP, OPTIONS, RC, SOURCE, UNIT, UNIT_FILE,  # noqa: F401
@@ -60,23 +59,12 @@ def rc_text(s: Settings, cfg: ConfigDir) -> str:
     return rendered(RC, dict(s=s)).content + text
 
 
-def systemd_argv(argv) -> str:
-    """An ExecStart= line's words: shell-quoted (systemd reads the same quotes), `$` doubled
-    (systemd would expand `$NAME` itself) and `%` doubled (its specifiers)."""
-    return shlex.join(argv).replace("$", "$$").replace("%", "%%")
-
-
 def files(s: Settings, cfg: ConfigDir, _tls=None) -> list[ConfigFile]:
-    unit = ConfigFile(UNIT_FILE, None, after=("systemctl daemon-reload",))
+    unit = foreground_unit(s, UNIT_FILE, FOREGROUND, s.ENABLE_FETCHMAIL)
     if not s.ENABLE_FETCHMAIL:
         return [ConfigFile(RC, None), ConfigFile(OPTIONS, None), unit]
-    out = [
+    return [
         ConfigFile(RC, rc_text(s, cfg), mode=0o600, owner=USER, group=GROUP),
         rendered(OPTIONS, dict(s=s)),
+        unit,
     ]
-    if s.MAILWRIGHT_INIT == "systemd":
-        out.append(rendered(UNIT_FILE, dict(argv=systemd_argv(FOREGROUND)), reloads=(),
-                            after=("systemctl daemon-reload",)))
-    else:
-        out.append(unit)
-    return out

@@ -21,7 +21,7 @@ import logging
 import re
 
 from ops.configdir import ConfigDir, SymlinkRefused, read_file
-from ops.render import ConfigFile, rendered
+from ops.render import ConfigFile, foreground_unit, rendered
 from ops.settings import Settings
 
 from ops.getmail.daemon import FOLDER, FOREGROUND, GENERAL, OPTIONS, RCS, UNIT_FILE  # noqa: F401
@@ -125,25 +125,15 @@ def accounts(cfg: ConfigDir) -> dict[str, str]:
     return out
 
 
-def systemd_argv(argv) -> str:
-    from ops.fetchmail.config import systemd_argv as quote
-    return quote(argv)
-
-
 def files(s: Settings, cfg: ConfigDir, _tls=None) -> list[ConfigFile]:
-    unit = ConfigFile(UNIT_FILE, None, after=("systemctl daemon-reload",))
+    unit = foreground_unit(s, UNIT_FILE, FOREGROUND, s.ENABLE_GETMAIL)
     if not s.ENABLE_GETMAIL:
         return [ConfigFile(RCS, None), ConfigFile(OPTIONS, None), unit]
     rcs = accounts(cfg)
     if not rcs:
         log.warning("ENABLE_GETMAIL=1 but the config folder has no usable getmail/<id>.cf: nothing to fetch")
-    out = [
+    return [
         ConfigFile(RCS, json.dumps(rcs, indent=1, sort_keys=True) + "\n", mode=0o600),
         rendered(OPTIONS, dict(s=s)),
+        unit,
     ]
-    if s.MAILWRIGHT_INIT == "systemd":
-        out.append(rendered(UNIT_FILE, dict(argv=systemd_argv(FOREGROUND)), reloads=(),
-                            after=("systemctl daemon-reload",)))
-    else:
-        out.append(unit)
-    return out

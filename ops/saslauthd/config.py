@@ -10,10 +10,9 @@ Dovecot's auth socket; with SMTP_ONLY=1 that is what gives 465/587 their AUTH.
 
 from __future__ import annotations
 
-import shlex
 
 from ops.daemon import PostfixHooks
-from ops.render import ConfigFile, rendered
+from ops.render import ConfigFile, foreground_unit, rendered
 from ops.settings import Settings, saslauthd_ldap_servers
 
 from ops.saslauthd.daemon import CONF, FOREGROUND, OPTIONS, RUN_DIR, SMTPD_CONF, UNIT_FILE  # noqa: F401
@@ -63,23 +62,17 @@ def double_quoted(value: str) -> str:
 
 
 def files(s: Settings, _cfg=None, _tls=None) -> list[ConfigFile]:
-    unit = ConfigFile(UNIT_FILE, None, after=("systemctl daemon-reload",))
+    unit = foreground_unit(s, UNIT_FILE, FOREGROUND, s.ENABLE_SASLAUTHD)
     if not s.ENABLE_SASLAUTHD:
         return [ConfigFile(OPTIONS, None), ConfigFile(CONF, None), ConfigFile(SMTPD_CONF, None), unit]
     ldap = mechanism(s) == "ldap"
-    out = [
+    return [
         rendered(OPTIONS, dict(mechanism=mechanism(s), options=double_quoted(mech_options(s)))),
         rendered(CONF, dict(lines=ldap_conf(s)), mode=0o600) if ldap else ConfigFile(CONF, None),
         # Postfix's smtpd reads it at each connection: nothing to reload.
         rendered(SMTPD_CONF, dict(socket_dir=RUN_DIR), reloads=()),
+        unit,
     ]
-    if s.MAILWRIGHT_INIT == "systemd":
-        from ops.fetchmail.config import systemd_argv
-        out.append(rendered(UNIT_FILE, dict(argv=systemd_argv(FOREGROUND)), reloads=(),
-                            after=("systemctl daemon-reload",)))
-    else:
-        out.append(unit)
-    return out
 
 
 def postfix(s: Settings, _cfg=None) -> PostfixHooks:
