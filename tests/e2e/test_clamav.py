@@ -24,7 +24,7 @@ import pytest
 
 from harness import clients as c
 from harness.configdir import MailConfig
-from harness.mailserver import serving
+from harness.mailserver import command_lines, serving
 
 pytestmark = pytest.mark.docker
 

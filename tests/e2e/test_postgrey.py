@@ -22,7 +22,7 @@ import pytest
 from harness import clients as c
 from harness import dockercli as d
 from harness.configdir import MailConfig
-from harness.mailserver import serving
+from harness.mailserver import command_lines, serving
 
 pytestmark = pytest.mark.docker
 
@@ -162,16 +162,6 @@ def test_whitelists_from_the_config_folder_apply_live(server):
     assert code == 450 and TEXT in text, (code, text)
 
 
-PROCESSES = """
-import os
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        print(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace"))
-    except OSError:
-        pass
-"""
-
-
 def test_off_means_gone(server):
     server.recreate(env={**ENV, "ENABLE_POSTGREY": "0"})
     c.wait_for_ports([25])
@@ -184,7 +174,7 @@ def test_off_means_gone(server):
     files = server.exec("sh", "-c", "ls /etc/default/postgrey /etc/postgrey/whitelist_clients.local "
                         "/etc/postgrey/whitelist_recipients.local 2>/dev/null", check=False).stdout
     assert files.strip() == "", files
-    processes = server.exec("python3", "-c", PROCESSES).stdout
+    processes = command_lines(server)
     assert "postgrey" not in processes, processes
     code, _ = rcpt_reply(USER, fresh_sender())
     assert code == 250

@@ -152,3 +152,18 @@ def serving(image: str, root: Path, cfg, tls, env: dict[str, str], ports: list[i
         yield box
     finally:
         box.remove()
+
+
+COMMAND_LINES = """
+import os
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        print(open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode(errors="replace"))
+    except OSError:
+        pass
+"""
+
+
+def command_lines(box) -> str:
+    """The command line of every process in `box` (a container or a VPS target), one a line."""
+    return box.exec("python3", "-c", COMMAND_LINES).stdout
