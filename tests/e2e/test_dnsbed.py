@@ -65,6 +65,65 @@ def test_a_name_can_servfail_or_time_out_and_heal(bed):
     assert bed.dns.query("9.2.0.192.in-addr.arpa", "PTR") == ("NOERROR", ["flaky.example.net."])
 
 
+# Names a DKIM/DMARC case fails and heals (tests/e2e/test_mail_auth.py), and names other cases of
+# the same session rely on: other domains' SPF/MX, the servers' A/PTR, a DNSBL, names without records.
+FAILED = ("mail._domainkey.example.com", "_dmarc.example.com")
+OTHERS = [("example.com", "TXT"), ("example.com", "MX"), ("mx1.example.com", "A"), ("mx2.example.org", "A"),
+          ("example.org", "MX"), ("example.org", "TXT"), ("nothing.example.org", "TXT"),
+          ("nothing.example.net", "A"), ("2.0.0.127.zen.spamhaus.org", "A"), ("example.test", "MX"),
+          ("11.2.0.192.in-addr.arpa", "PTR"), ("nothing.arpa", "A"), ("zzz", "A"),
+          ("quote.example.net", "TXT")]
+
+
+@pytest.mark.parametrize("mode", ["servfail", "timeout"])
+def test_failing_and_healing_names_leaves_every_other_name_as_it_was(bed, mode):
+    """Only the failed names fail, while they fail and after they heal: no other name times out,
+    a name without records stays NXDOMAIN at once, and the healed names answer their records."""
+    keep = bed.dns.snapshot()
+    try:
+        bed.dns.host("mx1.example.com", "192.0.2.11")
+        bed.dns.mx("example.com", "mx1.example.com")
+        bed.dns.txt("example.com", "v=spf1 ip4:192.0.2.11 -all")
+        bed.dns.host("mx2.example.org", "192.0.2.12")
+        bed.dns.mx("example.org", "mx2.example.org")
+        bed.dns.txt("example.org", "v=spf1 ip4:192.0.2.12 -all")
+        bed.dns.txt("quote.example.net", "it's \"quoted\"", "\\ and ' again")
+        bed.dns.txt("mail._domainkey.example.com", "v=DKIM1; k=rsa; p=MIGf")
+        bed.dns.txt("_dmarc.example.com", "v=DMARC1; p=reject")
+        healthy = _ask(bed, OTHERS + [(n, "TXT") for n in FAILED])
+        assert all(status in ("NOERROR", "NXDOMAIN") for status, _ in healthy.values()), healthy
+        assert healthy[("example.org", "MX")] == ("NOERROR", ["10 mx2.example.org."]), healthy
+        assert healthy[("nothing.example.org", "TXT")] == ("NXDOMAIN", []), healthy
+
+        for name in FAILED:
+            bed.dns.fail(name, mode)
+        failing = _ask(bed, OTHERS)
+        assert _changed(healthy, failing) == {}, "other names changed while two names fail"
+        for name in FAILED:
+            assert bed.dns.query(name, "TXT")[0] == mode.upper(), name
+
+        for name in FAILED:
+            bed.dns.heal(name)
+        healed = _ask(bed, OTHERS + [(n, "TXT") for n in FAILED])
+        assert _changed(healthy, healed) == {}, "names changed after the failure healed"
+    finally:
+        bed.dns.reset(keep)
+
+
+def _ask(bed, questions) -> dict:
+    """{(name, type): (status, answers in any order)}: an RRset's order is not significant."""
+    out = {}
+    for q in questions:
+        status, answers = bed.dns.query(*q)
+        out[q] = (status, sorted(answers))
+    return out
+
+
+def _changed(before: dict, after: dict) -> dict:
+    return {f"{name} {rtype}": (before[(name, rtype)], got) for (name, rtype), got in after.items()
+            if got != before[(name, rtype)]}
+
+
 def test_servers_resolve_only_through_the_bed(bed, servers):
     mx1, mx2 = servers
     assert mx1.read_file("/etc/resolv.conf").split()[:2] == ["nameserver", bed.dns.ip]

@@ -5,7 +5,8 @@
     dns      unbound (Debian) in its own container at DNS_IP, authoritative for everything:
              `local-zone: "." static`, so a name without records is NXDOMAIN at once; records are
              changed live with `unbound-control` (add/replace/remove, PTR, TXT split in 255-byte
-             strings), and a name can be made to SERVFAIL or to time out
+             strings), and a name can be made to SERVFAIL or to time out (written in unbound.conf
+             with every record, then `unbound-control reload`: see `Dns.fail`)
     servers  mailwright containers from the image under test, each with its IP, its FQDN as
              `--hostname` (as docker-mailserver users run it) and a resolv.conf naming only the
              bed's DNS (bind-mounted: Postfix runs unchrooted, Dovecot and Python read it too)
@@ -90,6 +91,8 @@ UNBOUND_CONF = textwrap.dedent("""\
         control-use-cert: no
 """)
 
+# A TXT record naming the configuration unbound serves (`Dns._reload` waits for it).
+GENERATION_NAME = "generation.dnsbed.invalid."
 RR_TYPES = ("A", "AAAA", "MX", "TXT", "PTR", "CNAME", "NS", "SRV", "TLSA", "CAA")
 
 
@@ -290,6 +293,7 @@ class Dns:
     records: dict[str, dict[str, list[str]]] = field(default_factory=dict)   # name -> type -> rdatas
     failing: dict[str, str] = field(default_factory=dict)                    # zone -> mode
     ttl: int = DEFAULT_TTL
+    generation: int = 0                      # of the configuration unbound last loaded (`config()`)
 
     def start(self, timeout: float = 30) -> "Dns":
         d.docker("run", "-d", "--name", self.name, "--network", self.network.name, "--ip", self.ip,
@@ -316,12 +320,22 @@ class Dns:
             raise BedError(f"unbound-control {shlex.join(args)}: {r.stdout.strip()} {r.stderr.strip()}")
         return r.stdout
 
+    def _lines(self, name: str) -> list[str]:
+        return [f"{name} {self.ttl} IN {rtype} {value}"
+                for rtype, values in self.records.get(name, {}).items() for value in values]
+
+    def _failing_zone(self, name: str) -> str | None:
+        """The failing zone `name` is at or below, if any."""
+        return next((z for z in self.failing if name == z or name.endswith("." + z)), None)
+
     def _push(self, name: str) -> None:
-        """Make unbound's data for `name` equal to `records[name]` (remove, then add all)."""
+        """Make unbound's data for `name` equal to `records[name]` (remove, then add all).
+
+        A name at or below a failing zone keeps no data in unbound (data in that zone would be
+        answered, failure or not): `_reload` puts it back when the zone heals."""
         self._control("local_data_remove", name)
-        lines = [f"{name} {self.ttl} IN {rtype} {value}"
-                 for rtype, values in self.records.get(name, {}).items() for value in values]
-        if lines:
+        lines = self._lines(name)
+        if lines and self._failing_zone(name) is None:
             self._control("local_datas", input="\n".join(lines) + "\n")
 
     # records ---------------------------------------------------------------------------
@@ -376,41 +390,73 @@ class Dns:
         self.set(name, "TXT", *texts)
 
     # failures --------------------------------------------------------------------------
+    # Failing zones are never added with `unbound-control local_zone`: unbound 1.17 (Debian 12) links
+    # a zone added at run time to no parent in its zone tree (fixed upstream in 1.21.0: NLnetLabs/unbound
+    # #1059, PR #1076). A lookup that lands on that zone for a name not below it (a name sorting after
+    # it, in unbound's order: label length first, up to the next zone) climbs to no zone at all, not
+    # even "." static, and the query goes to recursion: no root server on the internal network, so
+    # it times out (all of example.org, example.net and zen.spamhaus.org once `_dmarc.example.com`
+    # fails). Worse, `local_data` of a name whose lookup ends there creates an implicit transparent
+    # zone, also parentless, that outlives the heal. So the failures are written in unbound.conf with
+    # every record, and unbound reloads it: zones read from the configuration get their parents, and
+    # one reload swaps the whole state at once (no moment where a record is missing).
     def fail(self, name: str, mode: str = "servfail") -> None:
         """Every query at or below `name` fails: `servfail` at once, `timeout` never answers."""
         z = fqdn(name)
         if mode not in ("servfail", "timeout"):
             raise BedError(f"fail mode {mode!r}: servfail or timeout")
-        if z in self.failing:
-            self.heal(z)
-        if mode == "servfail":
-            # a transparent zone without data recurses, to a forwarder unbound may not ask
-            # (do-not-query-localhost): SERVFAIL without delay
-            self._control("local_zone", z, "transparent")
-            self._control("forward_add", z, "127.0.0.1")
-        else:
-            self._control("local_zone", z, "deny")
         self.failing[z] = mode
+        self._reload()
 
     def heal(self, name: str) -> None:
-        z = fqdn(name)
-        mode = self.failing.pop(z, None)
-        if mode is None:
-            return
-        if mode == "servfail":
-            self._control("forward_remove", z)
-        self._control("local_zone_remove", z)
-        self._control("flush_zone", z)
-        self._control("flush_infra", "all")
-        # data added while the zone existed lived in it: put every name below it back
-        for n in [n for n in self.records if n == z or n.endswith("." + z)]:
-            self._push(n)
+        """`name` answers its records again (every name below it too)."""
+        if self.failing.pop(fqdn(name), None) is not None:
+            self._reload()
+
+    def _config(self) -> str:
+        """unbound.conf for the current truth: `records` as local-data, `failing` as zones.
+
+        servfail: a transparent zone without data recurses, to a forwarder unbound may not ask
+        (do-not-query-localhost): SERVFAIL without delay. timeout: a deny zone drops the query.
+        Names at or below a failing zone have no data (a zone's own data is answered first)."""
+        server = [f'    local-data: \'{GENERATION_NAME} 0 IN TXT "{self.generation}"\'']
+        forwards = []
+        for z, mode in sorted(self.failing.items()):
+            server.append(f'    local-zone: "{z}" {"transparent" if mode == "servfail" else "deny"}')
+            if mode == "servfail":
+                forwards += ["forward-zone:", f'    name: "{z}"', "    forward-addr: 127.0.0.1"]
+        for name in sorted(self.records):
+            if self._failing_zone(name) is None:
+                for line in self._lines(name):
+                    if "\n" in line or "\r" in line:
+                        raise BedError(f"a record with a line break: {line!r}")
+                    # single-quoted for unbound's lexer (no escapes there); a ' (only in TXT) as \039
+                    server.append("    local-data: '" + line.replace("'", "\\039") + "'")
+        return UNBOUND_CONF + "server:\n" + "\n".join(server) + "\n" + "".join(f + "\n" for f in forwards)
+
+    def _reload(self, timeout: float = 30) -> None:
+        """Write `_config()` and reload unbound; returns once the new configuration answers."""
+        self.generation += 1
+        conf = self._config()
+        self.exec("sh", "-c", "cat > /etc/unbound/unbound.conf.new && mv /etc/unbound/unbound.conf.new "
+                  "/etc/unbound/unbound.conf", input=conf)
+        self._control("reload")
+        want = ("NOERROR", [f'"{self.generation}"'])
+        deadline = time.monotonic() + timeout
+        while (got := self.query(GENERATION_NAME, "TXT")) != want:
+            if time.monotonic() > deadline:
+                raise BedError(f"unbound did not reload generation {self.generation}: {got}\n"
+                               f"{self.log()[-3000:]}")
+            time.sleep(0.1)
 
     def reset(self, keep: dict[str, dict[str, list[str]]] | None = None) -> None:
         """Back to `keep` (a `snapshot()`), or empty: every other name removed, failures healed."""
-        for z in list(self.failing):
-            self.heal(z)
         keep = keep or {}
+        if self.failing:
+            self.failing.clear()
+            self.records = json.loads(json.dumps(keep))
+            self._reload()
+            return
         for n in list(self.records):
             if n not in keep:
                 self.records.pop(n)
