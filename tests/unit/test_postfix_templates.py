@@ -657,3 +657,14 @@ def test_relay_credentials_per_sender_address(tmp_path):
     assert table_rows(files, "/etc/postfix/sasl_passwd") == [("alice@example.test", "alice-relay:pw-1"),
                                                              ("@example.test", "relayuser:pw-2")]
     assert table_rows(files, "/etc/postfix/tls_policy") == [("[smtp.relay.test]:587", "encrypt")]
+
+
+@pytest.mark.parametrize("ssl", ["", "snakeoil"])
+def test_outgoing_tls_is_logged_as_docker_mailserver_does(tmp_path, ssl):
+    """docker-mailserver's main.cf sets smtp_tls_loglevel = 1 beside smtpd's: the smtp client
+    logs `... TLS connection established to <host>[ip]:port: TLSv1.3 ...` (or `Untrusted`/
+    `Trusted`/`Verified`), the only trace in the log that a relay or an MX got the mail over TLS."""
+    text = main_cf(tmp_path, {"postfix-sasl-password.cf": "[smtp.relay.test]:587 u:p\n"},
+                   DEFAULT_RELAY_HOST="[smtp.relay.test]:587", SSL_TYPE=ssl)
+    assert param(text, "smtp_tls_loglevel") == "1"
+    assert param(text, "smtpd_tls_loglevel") == "1"
