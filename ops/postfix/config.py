@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -11,6 +12,8 @@ from ops.configdir import ConfigDir
 from ops.render import ConfigFile, rendered, template
 from ops.settings import Settings
 from ops.tls import CIPHERS, Tls
+
+log = logging.getLogger("mailwright.config")
 
 
 def merge_main(text: str, overrides: list[tuple[str, str]]) -> str:
@@ -76,8 +79,24 @@ def legacy_relay(s: Settings) -> str:
 
 def relay_auth(s: Settings, cfg: ConfigDir) -> list[tuple[str, str]]:
     """smtp_sasl_password_maps rows: postfix-sasl-password.cf, then RELAY_USER/RELAY_PASSWORD
-    for DEFAULT_RELAY_HOST (else `[RELAY_HOST]:RELAY_PORT`) unless the file has that key."""
-    rows = list(cfg.relay_auth)
+    for DEFAULT_RELAY_HOST (else `[RELAY_HOST]:RELAY_PORT`) unless the file has that key.
+
+    A sender (`user@domain`) or `@domain` key is kept only when that sender's mail goes through
+    a relay (DEFAULT_RELAY_HOST, or its domain in the relay map): Postfix's sender-dependent
+    authentication looks it up whatever the next hop, so it would otherwise offer the password
+    to any recipient's MX that advertises AUTH, over opportunistic, unverified TLS (the TLS
+    policy's `encrypt` covers relay next hops only). docker-mailserver copies such lines as they
+    are; here they are left out with an error naming the key.
+    """
+    relayed = {domain for domain, _ in relay_hosts(s, cfg)}
+    rows = []
+    for key, value in cfg.relay_auth:
+        if "@" in key and not s.DEFAULT_RELAY_HOST and "@" + key.split("@", 1)[1] not in relayed:
+            log.error("postfix-sasl-password.cf: %s: no relay host for this sender (postfix-relaymap.cf, "
+                      "DEFAULT_RELAY_HOST or RELAY_HOST): its credentials are not used, as they would go to "
+                      "the recipients' MX hosts (line skipped)", key)
+            continue
+        rows.append((key, value))
     if s.RELAY_USER:
         key = s.DEFAULT_RELAY_HOST or legacy_relay(s)
         if key.lower() not in {k for k, _ in rows}:

@@ -35,7 +35,10 @@ pytestmark = pytest.mark.docker
 
 PW = "Bed-Relay-Mailbox-1!"
 RELAY, RELAY_PW = "relay@example.org", "Relay-Only-Secret-9q"
+RELAY1, RELAY1_PW = "relay-user1@example.org", "Relay-User1-Secret-4k"    # user1's own relay account
+PLAIN_RELAY, PLAIN_PW = "plain.example.org", "Plain-Relay-Secret-7z"      # a relay without STARTTLS
 USER1 = "user1@example.test"            # mx1: relayed sender
+USER5 = "user5@example.test"            # mx1: another sender of the relayed domain
 USER4 = "user4@example.com"             # mx1: a second domain, never in the relay map
 USER2 = "user2@example.org"             # mx2
 USER3 = "user3@example.net"             # mx2: the third domain (no DNS)
@@ -98,7 +101,8 @@ def fetch_config(cfg) -> None:
 @pytest.fixture(scope="module")
 def servers(bed):
     mx2 = bed.server("mx2.example.org", env=dict(MX2_ENV), start=False,
-                     accounts={a: PW for a in (USER2, USER3, FM_IMAP[0], FM_POP[0], GM_IMAP[0])} | {RELAY: RELAY_PW})
+                     accounts={a: PW for a in (USER2, USER3, FM_IMAP[0], FM_POP[0], GM_IMAP[0])}
+                     | {RELAY: RELAY_PW, RELAY1: RELAY1_PW})
     # fetchmail 6.4 (`sslcertck`) looks for the server name in the certificate's subject CN
     # (reading the SubjectAltNames from there); the bed's leaves have no CN. Real ones have.
     leaf = bed.tls_ca.issue_cert(mx2.fqdn, common_name=mx2.fqdn)
@@ -106,7 +110,7 @@ def servers(bed):
     (ssl_dir / "key.pem").write_bytes(leaf.private_key_pem.bytes())
     (ssl_dir / "cert.pem").write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
     mx1 = bed.server("mx1.example.test", env=dict(MX1_START_ENV), start=False, config=fetch_config,
-                     accounts={a: PW for a in (USER1, USER4, FM_IMAP[1], FM_POP[1], GM_IMAP[1])})
+                     accounts={a: PW for a in (USER1, USER4, USER5, FM_IMAP[1], FM_POP[1], GM_IMAP[1])})
     (mx1.volumes.config / "bed-ca.pem").write_bytes(bed.tls_ca.cert_pem.bytes())
     bed.dns.mx("example.com", mx1.fqdn)          # USER4's domain (mx2 checks sender domains)
     mx2.start()
@@ -201,25 +205,39 @@ def sent_to(box, token: str) -> str | None:
     return next((ln for ln in deliveries(box, token) if "status=sent" in ln), None)
 
 
-def relay_through_mx2(bed, servers: Servers, sender: str = USER1) -> str:
+def tls_before(box, delivery: str, peer: str) -> str | None:
+    """The smtp client's `TLS connection established to <peer>` line (smtp_tls_loglevel = 1) of
+    the session that made `delivery`: the last one of the same process before that line."""
+    pid = re.search(r" postfix/\w+\[(\d+)\]: ", delivery).group(1)
+    lines = box.mail_log().splitlines()
+    before = lines[:lines.index(delivery)] if delivery in lines else []
+    return next((ln for ln in reversed(before) if f"[{pid}]: " in ln and
+                 re.search(rf"(Anonymous|Untrusted|Trusted|Verified) TLS connection established to {re.escape(peer)}: ",
+                           ln)), None)
+
+
+def relay_through_mx2(bed, servers: Servers, sender: str = USER1, login: str = RELAY) -> str:
     """Submit sender -> user3@example.net on mx1; check it went mx1 -> mx2:587 (TLS, AUTH as
-    the relay account) and landed in user3's mailbox on mx2. Returns the token."""
+    `login`, the relay account) and landed in user3's mailbox on mx2. Returns the token."""
     mx1, mx2 = servers.mx1, servers.mx2
     tok = c.token("relay")
     assert mx1.submit(sender, PW, message(sender, USER3, tok), to=[USER3]) == {}
     mx2.wait_for_message(USER3, PW, tok, timeout=90)
     line = c.poll(lambda: sent_to(mx1, tok), f"mx1's delivery of {tok}", bed.diagnostics)
     assert f"relay=mx2.example.org[{mx2.ip}]:587" in line, line
+    # mx1's own word that the session went over TLS (docker-mailserver's smtp_tls_loglevel = 1).
+    assert tls_before(mx1, line, f"mx2.example.org[{mx2.ip}]:587"), \
+        f"mx1 logged no TLS session to mx2 before {line!r}"
     got = c.poll(lambda: reception(mx2, tok), f"mx2's reception of {tok}", bed.diagnostics)
     assert got.service == "postfix/submission/smtpd", got
     assert got.client == f"mx1.example.test[{mx1.ip}]", got
-    assert got.sasl_user == RELAY, got
+    assert got.sasl_user == login, got
     assert got.tls, f"mx2 received {tok} (and the relay login) without a TLS handshake first: {got}"
     # mx1 requires TLS of this next hop: the relay password never goes out in clear.
     policy = mx1.exec("postmap", "-q", MX2_HOP, "texthash:/etc/postfix/tls_policy", check=False)
     assert policy.stdout.strip() in ("encrypt", "secure", "verify"), (policy.stdout, policy.stderr)
     for text in (mx1.mail_log(), mx1.logs(), mx2.mail_log(), mx2.logs()):
-        assert RELAY_PW not in text
+        assert RELAY_PW not in text and RELAY1_PW not in text
     return tok
 
 
@@ -327,3 +345,135 @@ def test_relayed_mail_waits_on_mx1_while_mx2_is_down(bed, servers):
     qid = queue_id(mx1.mail_log(), tok)
     left = [ln for ln in mx1.exec("postqueue", "-j").stdout.splitlines() if qid in ln]
     assert not left, left
+
+
+def test_per_sender_credentials_from_a_host_side_edit(bed, servers):
+    """postfix-sasl-password.cf edited in the config folder from the host, in place (same inode,
+    as an editor or `echo >>` does), with a per-sender-address key: Postfix's sender-dependent
+    authentication takes user1's own relay account for user1, and the @domain one for any other
+    sender of example.test; applied by the change poller, without a restart.
+    After the per-domain case: example.test is relayed through mx2:587."""
+    mx1 = servers.mx1
+    master = mx1.read_file("/var/spool/postfix/pid/master.pid").split()
+    reloads = mx1.logs().count("reloaded postfix")
+    sasl = mx1.volumes.config / "postfix-sasl-password.cf"
+    with sasl.open("r+") as f:            # rewritten in place: same inode, new size and mtime
+        f.seek(0)
+        f.truncate()
+        f.write(f"# user1 has its own relay account\n{USER1} {RELAY1}:{RELAY1_PW}\n@example.test {RELAY}:{RELAY_PW}\n")
+
+    def applied():
+        got = mx1.exec("postmap", "-q", USER1, "texthash:/etc/postfix/sasl_passwd", check=False).stdout.strip()
+        return got == f"{RELAY1}:{RELAY1_PW}" and mx1.logs().count("reloaded postfix") > reloads
+
+    c.poll(applied, "mx1's sasl_passwd with user1's key, then Postfix reloaded", mx1.diagnostics, timeout=60,
+           every=0.5)
+    assert mx1.read_file("/var/spool/postfix/pid/master.pid").split() == master, "Postfix was restarted"
+    relay_through_mx2(bed, servers, sender=USER1, login=RELAY1)
+    relay_through_mx2(bed, servers, sender=USER5, login=RELAY)
+
+
+# A relay that offers AUTH but no STARTTLS, in a one-off container of the bed: it answers EHLO,
+# refuses AUTH, MAIL and STARTTLS, and prints (JSON) every line each client sent, once a client
+# that said EHLO has gone or the time is up. Connections without EHLO (the test's probe) are kept too.
+PLAIN_RELAY_SCRIPT = r"""
+import json, socket, sys, time
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 587))
+srv.listen(8)
+deadline = time.monotonic() + float(sys.argv[1])
+sessions = []
+while time.monotonic() < deadline:
+    srv.settimeout(max(0.1, deadline - time.monotonic()))
+    try:
+        conn, peer = srv.accept()
+    except socket.timeout:
+        break
+    conn.settimeout(30)
+    lines = []
+    try:
+        conn.sendall(b"220 plain.example.org ESMTP\r\n")
+        f = conn.makefile("rb")
+        while True:
+            raw = f.readline()
+            if not raw:
+                break
+            lines.append(raw.decode("latin-1"))
+            cmd = raw.strip().upper()
+            if cmd.startswith((b"EHLO", b"HELO")):
+                conn.sendall(b"250-plain.example.org\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\n")
+            elif cmd.startswith(b"QUIT"):
+                conn.sendall(b"221 2.0.0 bye\r\n")
+                break
+            elif cmd.startswith(b"AUTH"):
+                conn.sendall(b"535 5.7.8 recorded, refused\r\n")
+            else:
+                conn.sendall(b"451 4.3.0 this relay takes nothing\r\n")
+    except OSError:
+        pass
+    conn.close()
+    sessions.append({"peer": peer[0], "lines": lines})
+    if any(ln.upper().startswith(("EHLO", "HELO")) for ln in lines):
+        break
+print(json.dumps(sessions))
+"""
+
+
+def test_no_relay_password_without_tls(bed, servers):
+    """example.com's mail relayed through a host that offers AUTH but no STARTTLS: mx1 defers
+    it (4.x.x, TLS required), keeps it queued, and never sends AUTH (nor the password) in clear.
+    Last in the module: the message stays in mx1's queue."""
+    import base64
+    import socket
+    import threading
+    import time
+
+    mx1 = servers.mx1
+    ip = bed.next_client_ip()
+    bed.dns.host(PLAIN_RELAY, ip)
+    out: dict = {}
+    server = threading.Thread(target=lambda: out.update(run=bed.client(PLAIN_RELAY_SCRIPT, "150", ip=ip, timeout=240)),
+                              daemon=True)
+    server.start()
+
+    def listening() -> bool:
+        try:
+            socket.create_connection((ip, 587), timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(0.5)
+            return False
+
+    c.poll(listening, f"the plain relay listening on {ip}:587", bed.diagnostics, timeout=60)
+    mx1.setup("relay", "add-domain", "example.com", PLAIN_RELAY, "587")
+    mx1.setup("relay", "add-auth", "example.com", "plainuser", PLAIN_PW)
+    c.poll(lambda: mx1.exec("postmap", "-q", "@example.com", "texthash:/etc/postfix/relayhost_map",
+                            check=False).stdout.strip() == f"[{PLAIN_RELAY}]:587",
+           "mx1's relay map with example.com", mx1.diagnostics, timeout=60, every=0.5)
+    c.poll(lambda: mx1.exec("postmap", "-q", f"[{PLAIN_RELAY}]:587", "texthash:/etc/postfix/tls_policy",
+                            check=False).stdout.strip() == "encrypt",
+           "mx1's TLS policy for the plain relay", mx1.diagnostics, timeout=60, every=0.5)
+    tok = c.token("plain")
+    assert mx1.submit(USER4, PW, message(USER4, USER2, tok), to=[USER2]) == {}
+    deferred = c.poll(lambda: next((ln for ln in deliveries(mx1, tok) if "status=deferred" in ln), None),
+                      f"mx1 deferring {tok}", bed.diagnostics, timeout=120)
+    assert re.search(r"dsn=4\.\d+\.\d+", deferred), deferred
+    assert f"relay={PLAIN_RELAY}[{ip}]:587" in deferred or f"host {PLAIN_RELAY}[{ip}]" in deferred, deferred
+    assert "TLS is required, but was not offered" in deferred, deferred
+    queue = [json.loads(ln) for ln in mx1.exec("postqueue", "-j").stdout.splitlines() if ln.strip()]
+    mine = [e for e in queue if e["queue_id"] == queue_id(mx1.mail_log(), tok)]
+    assert mine and mine[0]["queue_name"] == "deferred", queue
+    # What crossed the wire, as the relay saw it: mx1's EHLO, then nothing but QUIT.
+    server.join(timeout=200)
+    assert "run" in out, "the plain relay did not end"
+    sessions = [s for s in json.loads(out["run"].stdout) if s["peer"] == mx1.ip]
+    assert sessions, out["run"].stdout
+    sent = [ln.strip() for s in sessions for ln in s["lines"]]
+    assert any(ln.upper().startswith("EHLO") for ln in sent), sent
+    assert not [ln for ln in sent if ln.upper().startswith(("AUTH", "MAIL", "STARTTLS"))], sent
+    secrets = {PLAIN_PW, base64.b64encode(PLAIN_PW.encode()).decode(),
+               base64.b64encode(f"\0plainuser\0{PLAIN_PW}".encode()).decode()}
+    assert not [ln for ln in sent if any(x in ln for x in secrets)], sent
+    for text in (mx1.mail_log(), mx1.logs()):
+        assert PLAIN_PW not in text

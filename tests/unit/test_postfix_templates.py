@@ -657,3 +657,41 @@ def test_relay_credentials_per_sender_address(tmp_path):
     assert table_rows(files, "/etc/postfix/sasl_passwd") == [("alice@example.test", "alice-relay:pw-1"),
                                                              ("@example.test", "relayuser:pw-2")]
     assert table_rows(files, "/etc/postfix/tls_policy") == [("[smtp.relay.test]:587", "encrypt")]
+
+
+@pytest.mark.parametrize("ssl", ["", "snakeoil"])
+def test_outgoing_tls_is_logged_as_docker_mailserver_does(tmp_path, ssl):
+    """docker-mailserver's main.cf sets smtp_tls_loglevel = 1 beside smtpd's: the smtp client
+    logs `... TLS connection established to <host>[ip]:port: TLSv1.3 ...` (or `Untrusted`/
+    `Trusted`/`Verified`), the only trace in the log that a relay or an MX got the mail over TLS."""
+    text = main_cf(tmp_path, {"postfix-sasl-password.cf": "[smtp.relay.test]:587 u:p\n"},
+                   DEFAULT_RELAY_HOST="[smtp.relay.test]:587", SSL_TYPE=ssl)
+    assert param(text, "smtp_tls_loglevel") == "1"
+    assert param(text, "smtpd_tls_loglevel") == "1"
+
+
+def test_sender_credentials_only_for_senders_that_go_through_a_relay(tmp_path, caplog):
+    """Postfix looks a sender's credentials up whatever the next hop (sender-dependent
+    authentication): a sender or @domain key whose mail goes to the recipients' MX hosts, not to
+    a relay, would hand that password to any MX offering AUTH over its opportunistic, unverified
+    TLS. Such a key is left out, and the error names the key, never the password."""
+    import logging
+    sasl = ("alice@example.test alice-relay:pw-1\n@example.test relayuser:pw-2\n"
+            "bob@other.test bob-relay:pw-3\n@other.test otheruser:pw-4\n[smtp.relay.test]:587 hostuser:pw-5\n")
+    with caplog.at_level(logging.ERROR):
+        files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS, "postfix-relaymap.cf": RELAYMAP,
+                                  "postfix-sasl-password.cf": sasl})
+    assert table_rows(files, "/etc/postfix/sasl_passwd") == [
+        ("alice@example.test", "alice-relay:pw-1"), ("@example.test", "relayuser:pw-2"),    # relayed (RELAYMAP)
+        ("[smtp.relay.test]:587", "hostuser:pw-5")]                                       # a relay's own key
+    assert "bob@other.test" in caplog.text and "@other.test" in caplog.text
+    assert not any(pw in caplog.text for pw in ("pw-3", "pw-4", "bob-relay", "otheruser"))
+
+
+@pytest.mark.parametrize("env", [{"DEFAULT_RELAY_HOST": "[smtp.relay.test]:587"},
+                                 {"RELAY_HOST": "legacy.relay.test"}])
+def test_sender_credentials_kept_when_every_sender_is_relayed(tmp_path, env):
+    """DEFAULT_RELAY_HOST relays every sender; RELAY_HOST every domain of the accounts."""
+    files = render(tmp_path, {"postfix-accounts.cf": ACCOUNTS,
+                              "postfix-sasl-password.cf": "alice@example.test alice-relay:pw-1\n"}, **env)
+    assert table_rows(files, "/etc/postfix/sasl_passwd") == [("alice@example.test", "alice-relay:pw-1")]
