@@ -252,6 +252,44 @@ def test_amavis_conf_without_amavis_boot_is_harmless(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "none"
 
+PRELUDE = ("no strict; sub read_hash { return {} } sub D_PASS {1} sub D_BOUNCE {2} "
+           "our (%bypass_spam_checks, @bypass_spam_checks_acl, $bypass_spam_checks_re);\n")
+
+
+@pytest.mark.parametrize("env", [{}, {"ENABLE_SPAMASSASSIN": 1}])
+def test_amavis_answers_tcp_clients_without_nagle_delay(tmp_path, env):
+    """Run as Amavis runs it (Amavis's post_accept_hook defined), the file makes each accepted TCP
+    connection TCP_NODELAY (Nagle + Postfix's delayed ACK cost 40 ms a message), leaves a unix socket
+    (amavisd-release's) alone, and still calls Amavis's own hook."""
+    c = render(tmp_path, **env)[config.CONF].content
+    hook = ("use Socket; use IO::Socket::INET; use IO::Socket::UNIX;\n"
+            "package Amavis; our @called; sub post_accept_hook { push @called, ref $_[0]{server}{client} } package main;\n")
+    after = r"""
+; my $listen = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die "listen: $!";
+my $peer = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $listen->sockport) or die "connect: $!";
+my $tcp = $listen->accept or die "accept: $!";
+Amavis::post_accept_hook({server => {client => $tcp}});
+my ($u1, $u2) = IO::Socket::UNIX->socketpair(AF_UNIX, SOCK_STREAM, PF_UNSPEC) or die "socketpair: $!";
+Amavis::post_accept_hook({server => {client => $u1}});
+Amavis::post_accept_hook({server => {}});
+print unpack('i', getsockopt($tcp, Socket::IPPROTO_TCP(), Socket::TCP_NODELAY())) ? 'nodelay' : 'nagle', ' ',
+  unpack('i', getsockopt($peer, Socket::IPPROTO_TCP(), Socket::TCP_NODELAY())) ? 'nodelay' : 'nagle', ' ', scalar @Amavis::called, "\n";
+"""
+    done = run_perl(PRELUDE + hook + c.replace("use strict;", "") + after)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    # the accepted connection answers at once; the client's end (Postfix's) is not Amavis's to set
+    assert done.stdout.split() == ["nodelay", "nagle", "3"]
+
+
+def test_amavis_conf_without_amavis_hooks_defines_none(tmp_path):
+    """Read where Amavis is not loaded (a syntax check), the file defines no post_accept_hook of its own."""
+    c = render(tmp_path)[config.CONF].content
+    done = run_perl(PRELUDE + c.replace("use strict;", "")
+                    + "\n; print defined &Amavis::post_accept_hook ? 'defined' : 'none';")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "none"
+
 # --- SpamAssassin's files ------------------------------------------------------------------------------------
 
 def test_spamassassin_files(tmp_path):
