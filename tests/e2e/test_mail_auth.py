@@ -121,7 +121,13 @@ def dkim_and_dmarc_survive_a_dns_failure(bed, mx1, mx2, failure: str) -> None:
     results = auth_results(message, mx2.fqdn)
     assert "dmarc=fail" not in results and "dkim=fail" not in results, f"{results}\n{mx2.diagnostics()}"
     if path == "delivered":
-        assert "temperror" in results, f"accepted during the failure without a temperror:\n{results}"
+        # Accepted during the failure: OpenDKIM may still hold the key from an earlier message
+        # (pass) or report temperror; OpenDMARC, without the record, says none (or temperror).
+        dkim = re.findall(r"\bdkim=(\w+)", results)
+        dmarc = re.findall(r"\bdmarc=(\w+)", results)
+        assert dkim and set(dkim) <= {"pass", "temperror"}, f"accepted during the failure:\n{results}"
+        assert dmarc and set(dmarc) <= {"none", "temperror"}, f"accepted during the failure:\n{results}"
+        print(f"accepted during the failure: dkim={dkim} dmarc={dmarc}")
     else:
         assert re.search(r"\bdkim=pass\b[^\n]*header\.d=example\.com", results), results
         assert re.search(r"\bdmarc=pass\b[^\n]*header\.from=example\.com", results), results
