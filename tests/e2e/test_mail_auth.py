@@ -110,40 +110,72 @@ def test_a_spoofed_from_of_a_p_reject_domain_is_rejected_by_mx2(bed, servers):
 def test_a_dns_failure_during_dkim_and_dmarc_checks_never_bounces(bed, servers, failure):
     """The DKIM key and the DMARC record of example.com fail to resolve at mx2: the message is
     accepted (temperror) or deferred (4xx), never bounced; once DNS answers it arrives."""
-    mx1, mx2 = servers
-    bed.dns.fail("mail._domainkey.example.com", failure)
-    bed.dns.fail("_dmarc.example.com", failure)
-    tok = c.token(f"dns-{failure}")
-    try:
-        assert mx1.submit(USER1, PW1, c.make_message(USER1, USER2, tok), to=[USER2]) == {}
-        # Either delivered (temperror), or deferred by mx2's 4xx: mx1 keeps it queued. Only these two
-        # names fail (tests/e2e/test_dnsbed.py checks the bed for that): mx1's MX lookup of example.org
-        # answers. What must never happen is a bounce.
-        deadline = time.monotonic() + 120
-        while True:
-            log = mx1.mail_log()
-            delivered = _has_message(mx2, tok)
-            deferred = re.search(r"to=<" + re.escape(USER2) + r">[^\n]*status=deferred", log)
-            if delivered or deferred:
-                break
-            assert time.monotonic() < deadline, (mx1.diagnostics(), mx2.diagnostics())
-            time.sleep(1)
-    finally:
-        bed.dns.heal("mail._domainkey.example.com")
-        bed.dns.heal("_dmarc.example.com")
-    mx1.exec("postqueue", "-f")
-    message = mx2.wait_for_message(USER2, PW2, tok, timeout=120)
+    dkim_and_dmarc_survive_a_dns_failure(bed, *servers, failure)
+
+
+def dkim_and_dmarc_survive_a_dns_failure(bed, mx1, mx2, failure: str) -> None:
+    """user1@example.com (signed by mx1) -> user2@example.org on mx2 while example.com's DKIM key and
+    DMARC record fail: accepted with a temperror, or deferred and verified (pass) once DNS answers."""
+    path, message = send_through_dns_failure(
+        bed, ["mail._domainkey.example.com", "_dmarc.example.com"], failure, mx1, USER1, PW1, mx2, USER2, PW2)
     results = auth_results(message, mx2.fqdn)
     assert "dmarc=fail" not in results and "dkim=fail" not in results, f"{results}\n{mx2.diagnostics()}"
-    assert not re.search(r"status=bounced[^\n]*", "\n".join(
-        line for line in mx1.mail_log().splitlines() if "user2@example.org" in line and "DMARC" not in line)), \
-        mx1.diagnostics()
+    if path == "delivered":
+        # Accepted during the failure: OpenDKIM may still hold the key from an earlier message
+        # (pass) or report temperror; OpenDMARC, without the record, says none (or temperror).
+        dkim = re.findall(r"\bdkim=(\w+)", results)
+        dmarc = re.findall(r"\bdmarc=(\w+)", results)
+        assert dkim and set(dkim) <= {"pass", "temperror"}, f"accepted during the failure:\n{results}"
+        assert dmarc and set(dmarc) <= {"none", "temperror"}, f"accepted during the failure:\n{results}"
+        print(f"accepted during the failure: dkim={dkim} dmarc={dmarc}")
+    else:
+        assert re.search(r"\bdkim=pass\b[^\n]*header\.d=example\.com", results), results
+        assert re.search(r"\bdmarc=pass\b[^\n]*header\.from=example\.com", results), results
+
+def send_through_dns_failure(bed, names: list[str], failure: str, sender_box, sender: str, pw: str,
+                             receiver_box, rcpt: str, rpw: str, timeout: float = 180) -> tuple[str, bytes]:
+    """`names` fail (`failure`) while sender_box sends sender -> rcpt over port 25 to receiver_box.
+
+    Waits until the message is either in rcpt's INBOX ("delivered": accepted during the failure)
+    or deferred by the receiver with a 4xx in the sender's log ("deferred", the 4xx line kept in
+    the path's text); then heals, flushes the sender's queue and returns (path, message) once it
+    arrives. Asserts it never bounced and that a deferral was the receiver's 4xx. Only these names
+    fail (tests/e2e/test_dnsbed.py checks the bed for that): the sender's MX lookup answers."""
+    start = len(sender_box.mail_log())
+    tok = c.token(f"dns-{failure}")
+    line = re.compile(r"^.*to=<" + re.escape(rcpt) + r">.*status=(deferred|bounced|sent) \((.*)\)$", re.M)
+    for name in names:
+        bed.dns.fail(name, failure)
+    try:
+        assert sender_box.submit(sender, pw, c.make_message(sender, rcpt, tok), to=[rcpt]) == {}
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in line.finditer(sender_box.mail_log()[start:]) if m.group(1) != "sent"]
+            if found or _has_message(receiver_box, rcpt, rpw, tok):
+                break
+            assert time.monotonic() < deadline, (sender_box.diagnostics(), receiver_box.diagnostics())
+            time.sleep(1)
+    finally:
+        for name in names:
+            bed.dns.heal(name)
+    if found:
+        assert found[0].group(1) == "deferred" and re.search(r"\bsaid: 4\d\d ", found[0].group(2)), \
+            f"not a 4xx deferral by {receiver_box.fqdn}: {found[0].group(0)}"
+        path = "deferred: " + found[0].group(2)
+        sender_box.exec("postqueue", "-f")
+    else:
+        path = "delivered"
+    message = receiver_box.wait_for_message(rcpt, rpw, tok, timeout=120)
+    bounced = [m.group(0) for m in line.finditer(sender_box.mail_log()[start:]) if m.group(1) == "bounced"]
+    assert not bounced, bounced
+    print(f"{failure} of {names}: {path}")
+    return ("delivered" if path == "delivered" else "deferred"), message
 
 
-def _has_message(box, tok: str) -> bool:
+def _has_message(box, user: str, password: str, tok: str) -> bool:
     try:
         with box.imaps() as imap:
-            imap.login(USER2, PW2)
+            imap.login(user, password)
             return c.find_message(imap, "INBOX", tok) is not None
     except OSError:
         return False

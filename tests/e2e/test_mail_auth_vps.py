@@ -10,7 +10,10 @@ through the bed's MX records:
 - a client failing SPF is refused by mx2 (550 5.7.23);
 - mail submitted on mx2 is signed with the key `setup config dkim` made on the VPS: mx1 says
   dkim=pass for example.org;
-- mx2 forwards through an alias back to mx1 with an SRS sender of its own domain: SPF passes at mx1.
+- mx2 forwards through an alias back to mx1 with an SRS sender of its own domain: SPF passes at mx1;
+- DNS trouble at mx2 (SERVFAIL or a timeout) for example.com's DKIM key and DMARC record, or for its
+  SPF record, never bounces mx1's signed message: mx2 accepts it with a temperror or defers it
+  (4xx), and it arrives once DNS answers, with no dkim=fail/dmarc=fail.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pytest
 from harness import clients as c
 from harness.dnsbed import bind_txt_value
 from harness.vpsnet import bed_vps, vps_packages_image  # noqa: F401
-from test_mail_auth import auth_results
+from test_mail_auth import auth_results, dkim_and_dmarc_survive_a_dns_failure, send_through_dns_failure
 
 pytestmark = pytest.mark.docker
 
@@ -164,3 +167,27 @@ def test_forwarding_on_the_vps_rewrites_the_sender_with_srs_and_passes_spf_at_mx
     assert spf and spf[0] == b"Pass", body[:2000]
     assert re.search(rb"envelope-from=SRS0=[^=;]+=[^=;]+=example\.com=user1@example\.org", spf[1], re.I), spf
     assert f"client-ip={mx2.ip};".encode() in spf[1], spf
+
+
+@pytest.mark.parametrize("failure", ["servfail", "timeout"])
+def test_a_dns_failure_during_dkim_and_dmarc_checks_at_the_vps_never_bounces(bed, servers, failure):
+    dkim_and_dmarc_survive_a_dns_failure(bed, *servers, failure)
+
+@pytest.mark.parametrize("failure", ["servfail", "timeout"])
+def test_a_dns_failure_of_the_senders_spf_record_at_the_vps_never_bounces(bed, servers, failure):
+    """example.com's SPF record is `redirect=_spf.example.com` and that name fails: policyd-spf on
+    the VPS gets a temperror. (The bed fails a name with all its types and everything below it:
+    failing example.com itself would fail its MX and A lookups and its DKIM key too.)"""
+    mx1, mx2 = servers
+    bed.dns.txt("_spf.example.com", f"v=spf1 ip4:{mx1.ip} -all")
+    bed.dns.txt("example.com", "v=spf1 redirect=_spf.example.com")
+    try:
+        path, message = send_through_dns_failure(bed, ["_spf.example.com"], failure, mx1, USER1, PW1, mx2,
+                                                 USER2, PW2)
+    finally:
+        bed.dns.txt("example.com", f"v=spf1 ip4:{mx1.ip} -all")
+        bed.dns.remove_records("_spf.example.com")
+    spf = received_spf(message)
+    assert spf and spf[0] == (b"TempError" if path == "delivered" else b"Pass"), (path, message[:2000])
+    results = auth_results(message, mx2.fqdn)
+    assert "dkim=fail" not in results and "dmarc=fail" not in results, f"{results}\n{both(mx1, mx2)()}"
