@@ -3,7 +3,7 @@ container, 127.0.0.1:8893 on a VPS (docker-mailserver's `inet:localhost:8893`)."
 
 from __future__ import annotations
 
-from ops.daemon import Daemon, Reload
+from ops.daemon import Daemon, Reload, shell_foreground
 
 PORT = 8893
 CONF = "/etc/opendmarc.conf"          # Debian's path: its opendmarc.service runs `/usr/sbin/opendmarc` with it
@@ -28,11 +28,9 @@ def _postfix(s, cfg):
     return config.postfix(s, cfg)
 
 
-FOREGROUND = (
-    "/bin/sh", "-c",
-    f"install -d -o opendmarc -g opendmarc -m 0755 {RUNDIR} && rm -f {SOCKET} && echo $$ > {PIDFILE} && "
-    f"exec /usr/sbin/opendmarc -f -c {CONF}",
-)
+FOREGROUND = shell_foreground(
+    PIDFILE, f"install -d -o opendmarc -g opendmarc -m 0755 {RUNDIR}", f"rm -f {SOCKET}",
+    f"exec /usr/sbin/opendmarc -f -c {CONF}")
 
 DAEMON = Daemon(
     name="opendmarc",
