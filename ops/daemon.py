@@ -31,10 +31,12 @@ def always(_settings: "Settings") -> bool:
 
 
 def shell_foreground(pidfile: str, *steps: str) -> tuple[str, ...]:
-    """A `foreground` for a daemon that writes no pidfile while in the foreground: /bin/sh writes
-    its own pid to `pidfile`, then runs `steps` (joined by &&); the last one `exec`s the daemon,
-    which keeps that pid, or is a loop of the shell's own."""
-    return ("/bin/sh", "-c", " && ".join((f"echo $$ > {pidfile}", *steps)))
+    """A `foreground` for a daemon that writes no pidfile while in the foreground: /bin/sh runs
+    `steps` (joined by &&), writing its own pid to `pidfile` just before the last one (the steps
+    before it may make the pidfile's folder); the last `exec`s the daemon, which keeps that pid,
+    or is a loop of the shell's own."""
+    *setup, last = steps
+    return ("/bin/sh", "-c", " && ".join((*setup, f"echo $$ > {pidfile}", last)))
 
 
 @dataclass(frozen=True)
