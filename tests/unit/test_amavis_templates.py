@@ -282,6 +282,55 @@ print unpack('i', getsockopt($tcp, Socket::IPPROTO_TCP(), Socket::TCP_NODELAY())
     assert done.stdout.split() == ["nodelay", "nagle", "3"]
 
 
+# Net::Server 2.x's PreFork::post_configure, as far as the server counts go: the defaults' clamp
+# (min_servers raised to max_servers when max_servers < 5) and its fatal checks.
+PREFORK = r"""
+package Net::Server::PreFork; our @fatal;
+sub post_configure { my $p = $_[0]{server};
+  $p->{min_servers} = $p->{max_servers} if defined $p->{min_servers} && 5 > $p->{max_servers};
+  push @fatal, 'max_spare' if $p->{max_spare_servers} >= $p->{max_servers};
+  push @fatal, 'min_spare' if $p->{min_spare_servers} > $p->{min_servers} || $p->{min_spare_servers} > $p->{max_spare_servers};
+  'configured' }
+package main;
+"""
+
+
+@pytest.mark.parametrize("env", [{}, {"ENABLE_SPAMASSASSIN": 1}])
+def test_amavis_idles_with_one_child_and_forks_the_second_on_demand(tmp_path, env):
+    """Run as Amavis runs it (its variables handed to Net::Server::PreFork as Amavis does), the file keeps
+    one child idle and a second forked on demand up to the transport's limit (min_servers 1, one spare,
+    max_servers = the smtp-amavis process limit), although Net::Server raises min_servers to max_servers
+    below 5 (the parent plus two idle children: 1.3 MB more)."""
+    c = render(tmp_path, **env)[config.CONF].content
+    after = r"""
+; my $self = { server => { max_servers => $max_servers, min_servers => $min_servers,
+  min_spare_servers => $min_spare_servers, max_spare_servers => $max_spare_servers } };
+my $ret = Net::Server::PreFork::post_configure($self);
+print join(' ', $ret, @{ $self->{server} }{qw(min_servers min_spare_servers max_spare_servers max_servers)},
+  scalar @Net::Server::PreFork::fatal), "\n";
+"""
+    done = run_perl(PRELUDE + PREFORK + c.replace("use strict;", "") + after)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["configured", "1", "1", "1", str(config.CHILDREN), "0"]
+
+
+def test_amavis_with_one_child_from_amavis_cf_still_starts(tmp_path):
+    """An amavis.cf with `$max_servers = 1` (read after the file): the spare counts are brought within it
+    instead of Net::Server refusing to start (its `max_spare_servers must be less than max_servers`)."""
+    c = render(tmp_path)[config.CONF].content
+    after = r"""
+; $max_servers = 1;
+my $self = { server => { max_servers => $max_servers, min_servers => $min_servers,
+  min_spare_servers => $min_spare_servers, max_spare_servers => $max_spare_servers } };
+Net::Server::PreFork::post_configure($self);
+print join(' ', @{ $self->{server} }{qw(min_servers min_spare_servers max_spare_servers max_servers)},
+  scalar @Net::Server::PreFork::fatal), "\n";
+"""
+    done = run_perl(PRELUDE + PREFORK + c.replace("use strict;", "") + after)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "0", "0", "1", "0"]
+
+
 def test_amavis_conf_without_amavis_hooks_defines_none(tmp_path):
     """Read where Amavis is not loaded (a syntax check), the file defines no post_accept_hook of its own."""
     c = render(tmp_path)[config.CONF].content
