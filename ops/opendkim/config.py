@@ -40,7 +40,7 @@ from ops.settings import Settings
 
 log = logging.getLogger("mailwright.config")
 
-from ops.opendkim.daemon import CONF, DIR, PIDFILE, PORT, READS, SELECTOR, SOCKET, in_container  # noqa: E402,F401
+from ops.opendkim.daemon import CONF, DIR, PIDFILE, PORT, READS, RUNDIR, SELECTOR, SOCKET, in_container  # noqa: E402,F401
 
 LISTEN = f"inet:{PORT}@127.0.0.1"           # OpenDKIM's syntax (a VPS)
 MILTER = f"inet:127.0.0.1:{PORT}"           # Postfix's
@@ -55,6 +55,10 @@ KEYS = f"{DIR}/keys"
 # On-DNSError action for a DKIM_STAT_KEYFAIL from dkim_eom() and drops it: the message went on
 # with no DKIM result, and OpenDMARC refused (550) a p=reject domain's mail whose SPF does not align.
 FINAL = f"{DIR}/final.lua"
+# Where the script writes down the domains whose key lookup failed in the last seconds (OpenDKIM's
+# own run folder, writable by it; a tmpfs): libunbound then answers a lookup from its cache with a
+# reply libopendkim reads as "no key" (the script says why).
+KEYFAIL_STATE = f"{RUNDIR}/keyfail"
 # No longer written (removed where an older mailwright left it): OpenDKIM re-reads its
 # ResolverConfiguration for every message, in the message's own thread, and libunbound's
 # configuration parser keeps its state in globals: two messages at once crashed OpenDKIM
@@ -273,7 +277,7 @@ def files(s: Settings, cfg: ConfigDir, _tls=None, mynetworks: list[str] | None =
                             trusted=TRUSTED, final=FINAL,
                             nameservers=nameservers() if resolvers is None else resolvers)),
         # Read when OpenDKIM starts or reloads (its own reload, as for the configuration file).
-        rendered(FINAL, {}),
+        rendered(FINAL, dict(state=KEYFAIL_STATE)),
         ConfigFile(RESOLVER_CONF, None),
         ConfigFile(KEYTABLE, _table(KEYTABLE_SOURCE, (f"{k.name} {k.domain}:{k.selector}:{k.path}" for k in t.keys))),
         ConfigFile(SIGNINGTABLE, _table(SIGNINGTABLE_SOURCE, (f"{p} {name}" for p, name in t.signing))),

@@ -188,13 +188,20 @@ def test_a_failed_key_lookup_defers_through_the_final_policy_script(tmp_path):
         assert (script.mode, script.owner, script.reloads) == (0o644, "root", None)
         code = [line.split("--", 1)[0].strip() for line in script.content.splitlines()]
         code = "\n".join(line for line in code if line)
-        # A failed lookup (DKIM_SIGERROR_KEYFAIL) defers with 451 4.7.5 ...
-        assert "result == DKIM_SIGERROR_KEYFAIL" in code
+        # A failed lookup (DKIM_SIGERROR_KEYFAIL) defers with 451 4.7.5 and is written down; "no key"
+        # (DKIM_SIGERROR_NOKEY: a key that does not exist, or libunbound's cached SERVFAIL) only for
+        # a domain whose lookup failed in the last 30 s; nothing is ever refused.
+        assert "result == DKIM_SIGERROR_KEYFAIL" in code and "result == DKIM_SIGERROR_NOKEY" in code
+        assert 'local STATE = "/run/opendkim/keyfail"\nlocal WINDOW = 30' in code
         assert 'odkim.set_reply(ctx, "451", "4.7.5",' in code and "odkim.set_result(ctx, SMFIS_TEMPFAIL)" in code
-        # ... a key that does not exist (NOKEY) or any other result does not, nor is anything refused.
-        assert "NOKEY" not in code and "SMFIS_REJECT" not in code and '"5' not in code
-        # Without a verified message (OpenDKIM's check at start, signing only) it does nothing.
-        assert code.startswith('local sigs = odkim.get_sigarray(ctx)\nif type(sigs) ~= "table" then\nreturn\nend')
+        assert "SMFIS_REJECT" not in code and '"5' not in code and "SMFIS_DISCARD" not in code
+        # The state holds only what its reader takes back: a domain of letters, digits, . - _
+        # (a signature's d= is the sender's: no path, no newline ever reaches the file's lines).
+        assert 'string.match(domain, "^[%w%.%-_]+$")' in code and '"^(%d+) ([%w%.%-_]+)$"' in code
+        # Jinja leaves the Lua as written but for the state's path.
+        source = (REPO / "files/etc/opendkim/final.lua.j2").read_text()
+        assert script.content == source.replace("{{ state }}", "/run/opendkim/keyfail")
+        assert "{#" not in source and "{%" not in source and source.count("{{") == 1
 
 
 # A stand-in for PID 1 (the supervisor, whose `wait` reaps orphans): runs the foreground command,
