@@ -168,8 +168,14 @@ def test_a_dns_failure_of_an_uncached_dkim_key_never_bounces_unaligned_mail(bed,
     mx1, SPF not aligned at mx2, and the key record, which mx2 has never fetched, fails (SERVFAIL
     or a timeout). mx2 must not refuse it with a 5xx (a bounce): it defers it (4xx) or accepts it,
     and it arrives, verified, once DNS answers."""
-    mx1, mx2 = servers
-    selector = f"cold-{failure}"
+    uncached_key_failure_never_bounces(bed, *servers, failure)
+
+
+def uncached_key_failure_never_bounces(bed, mx1, mx2, failure: str, selector: str | None = None) -> None:
+    """lists.example.net mail signed by mx1 with a new selector mx2 never asked for, SPF not
+    aligned, the key record failing (`failure`): deferred or accepted, never bounced; verified once
+    DNS answers."""
+    selector = selector or f"cold-{failure}"
     bed.dns.txt(f"_dmarc.{LISTS}", "v=DMARC1; p=reject")
     sign_for(bed, mx1, LISTS, selector)
     # Two messages back to back: the second meets the failure as libunbound cached it (the same
