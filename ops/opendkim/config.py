@@ -40,7 +40,7 @@ from ops.settings import Settings
 
 log = logging.getLogger("mailwright.config")
 
-from ops.opendkim.daemon import CONF, DIR, PIDFILE, PORT, READS, SELECTOR, SOCKET, in_container  # noqa: E402,F401
+from ops.opendkim.daemon import CONF, DIR, PIDFILE, PORT, READS, RUNDIR, SELECTOR, SOCKET, in_container  # noqa: E402,F401
 
 LISTEN = f"inet:{PORT}@127.0.0.1"           # OpenDKIM's syntax (a VPS)
 MILTER = f"inet:127.0.0.1:{PORT}"           # Postfix's
@@ -50,6 +50,15 @@ MILTER_ORDER = 10                           # PostfixHooks order: OpenDKIM first
 KEYTABLE_SOURCE, SIGNINGTABLE_SOURCE, TRUSTED_SOURCE = READS
 KEYTABLE, SIGNINGTABLE, TRUSTED = f"{DIR}/KeyTable", f"{DIR}/SigningTable", f"{DIR}/TrustedHosts"
 KEYS = f"{DIR}/keys"
+# OpenDKIM's FinalPolicyScript (files/etc/opendkim/final.lua.j2): a failed key lookup defers the
+# message (451 4.7.5). Debian 12's OpenDKIM (2.11.0~beta2, opendkim.c mlfi_eom()) computes the
+# On-DNSError action for a DKIM_STAT_KEYFAIL from dkim_eom() and drops it: the message went on
+# with no DKIM result, and OpenDMARC refused (550) a p=reject domain's mail whose SPF does not align.
+FINAL = f"{DIR}/final.lua"
+# Where the script writes down the domains whose key lookup failed in the last seconds (OpenDKIM's
+# own run folder, writable by it; a tmpfs): libunbound then answers a lookup from its cache with a
+# reply libopendkim reads as "no key" (the script says why).
+KEYFAIL_STATE = f"{RUNDIR}/keyfail"
 # No longer written (removed where an older mailwright left it): OpenDKIM re-reads its
 # ResolverConfiguration for every message, in the message's own thread, and libunbound's
 # configuration parser keeps its state in globals: two messages at once crashed OpenDKIM
@@ -250,7 +259,7 @@ def _table(source: str, lines) -> str:
 def files(s: Settings, cfg: ConfigDir, _tls=None, mynetworks: list[str] | None = None,
           installed: list[str] | None = None, resolvers: list[str] | None = None) -> list[ConfigFile]:
     installed = installed_keys() if installed is None else installed
-    fixed = [CONF, KEYTABLE, SIGNINGTABLE, TRUSTED, RESOLVER_CONF]
+    fixed = [CONF, KEYTABLE, SIGNINGTABLE, TRUSTED, FINAL, RESOLVER_CONF]
     if not s.ENABLE_OPENDKIM:
         # Off means gone, private keys first.
         return [ConfigFile(p, None) for p in fixed + sorted(installed)]
@@ -265,7 +274,10 @@ def files(s: Settings, cfg: ConfigDir, _tls=None, mynetworks: list[str] | None =
         rendered(CONF, dict(s=s, listen=LISTEN_SOCKET if in_container(s) else LISTEN,
                             # The socket: Postfix's processes (user postfix) connect; the folder is 0755.
                             umask="000" if in_container(s) else "007", pidfile=PIDFILE, keytable=KEYTABLE, signingtable=SIGNINGTABLE,
-                            trusted=TRUSTED, nameservers=nameservers() if resolvers is None else resolvers)),
+                            trusted=TRUSTED, final=FINAL,
+                            nameservers=nameservers() if resolvers is None else resolvers)),
+        # Read when OpenDKIM starts or reloads (its own reload, as for the configuration file).
+        rendered(FINAL, dict(state=KEYFAIL_STATE)),
         ConfigFile(RESOLVER_CONF, None),
         ConfigFile(KEYTABLE, _table(KEYTABLE_SOURCE, (f"{k.name} {k.domain}:{k.selector}:{k.path}" for k in t.keys))),
         ConfigFile(SIGNINGTABLE, _table(SIGNINGTABLE_SOURCE, (f"{p} {name}" for p, name in t.signing))),

@@ -12,7 +12,8 @@ through the bed's MX records:
   dkim=pass for example.org;
 - mx2 forwards through an alias back to mx1 with an SRS sender of its own domain: SPF passes at mx1;
 - DNS trouble at mx2 (SERVFAIL or a timeout) for example.com's DKIM key and DMARC record, or for its
-  SPF record, never bounces mx1's signed message: mx2 accepts it with a temperror or defers it
+  SPF record, or for a key the VPS never fetched (a p=reject domain whose SPF does not align),
+  never bounces mx1's signed message: mx2 accepts it with a temperror or defers it
   (4xx), and it arrives once DNS answers, with no dkim=fail/dmarc=fail.
 """
 
@@ -26,7 +27,8 @@ import pytest
 from harness import clients as c
 from harness.dnsbed import bind_txt_value
 from harness.vpsnet import bed_vps, vps_packages_image  # noqa: F401
-from test_mail_auth import auth_results, dkim_and_dmarc_survive_a_dns_failure, send_through_dns_failure
+from test_mail_auth import (auth_results, dkim_and_dmarc_survive_a_dns_failure, send_through_dns_failure,
+                            uncached_key_failure_never_bounces)
 
 pytestmark = pytest.mark.docker
 
@@ -172,6 +174,12 @@ def test_forwarding_on_the_vps_rewrites_the_sender_with_srs_and_passes_spf_at_mx
 @pytest.mark.parametrize("failure", ["servfail", "timeout"])
 def test_a_dns_failure_during_dkim_and_dmarc_checks_at_the_vps_never_bounces(bed, servers, failure):
     dkim_and_dmarc_survive_a_dns_failure(bed, *servers, failure)
+
+@pytest.mark.parametrize("failure", ["servfail", "timeout"])
+def test_a_dns_failure_of_an_uncached_dkim_key_at_the_vps_never_bounces_unaligned_mail(bed, servers, failure):
+    """A p=reject domain's mail signed by mx1, SPF not aligned, its key (never fetched by the VPS)
+    failing: the VPS defers it (its OpenDKIM's final policy script), never refuses it."""
+    uncached_key_failure_never_bounces(bed, *servers, failure, selector=f"vps-{failure}")
 
 @pytest.mark.parametrize("failure", ["servfail", "timeout"])
 def test_a_dns_failure_of_the_senders_spf_record_at_the_vps_never_bounces(bed, servers, failure):

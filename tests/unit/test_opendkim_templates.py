@@ -173,6 +173,37 @@ def test_no_resolver_configuration_file_for_libunbound(tmp_path):
     assert files["/etc/opendkim/unbound.conf"].content is None
 
 
+def test_a_failed_key_lookup_defers_through_the_final_policy_script(tmp_path):
+    """Debian 12's OpenDKIM drops its On-DNSError action for a key lookup that failed (SERVFAIL,
+    timeout): the message went on with no DKIM result and OpenDMARC refused it (550) where SPF did
+    not align. The final policy script defers it instead (tests/e2e/test_mail_auth.py::
+    test_a_dns_failure_of_an_uncached_dkim_key_never_bounces_unaligned_mail), the same file on a VPS."""
+    for env in ({}, {"MAILWRIGHT_INIT": "systemd"}):
+        folder = folder_with(tmp_path)
+        files = {f.path: f for f in config.files(load(**env), configdir.read(folder), None, [], [], [])}
+        conf = files["/etc/opendkim.conf"].content
+        assert "\nFinalPolicyScript\t/etc/opendkim/final.lua\n" in conf
+        script = files["/etc/opendkim/final.lua"]
+        # Read by OpenDKIM as root at start and as `opendkim` on a reload; it reloads OpenDKIM.
+        assert (script.mode, script.owner, script.reloads) == (0o644, "root", None)
+        code = [line.split("--", 1)[0].strip() for line in script.content.splitlines()]
+        code = "\n".join(line for line in code if line)
+        # A failed lookup (DKIM_SIGERROR_KEYFAIL) defers with 451 4.7.5 and is written down; "no key"
+        # (DKIM_SIGERROR_NOKEY: a key that does not exist, or libunbound's cached SERVFAIL) only for
+        # a domain whose lookup failed in the last 30 s; nothing is ever refused.
+        assert "result == DKIM_SIGERROR_KEYFAIL" in code and "result == DKIM_SIGERROR_NOKEY" in code
+        assert 'local STATE = "/run/opendkim/keyfail"\nlocal WINDOW = 30' in code
+        assert 'odkim.set_reply(ctx, "451", "4.7.5",' in code and "odkim.set_result(ctx, SMFIS_TEMPFAIL)" in code
+        assert "SMFIS_REJECT" not in code and '"5' not in code and "SMFIS_DISCARD" not in code
+        # The state holds only what its reader takes back: a domain of letters, digits, . - _
+        # (a signature's d= is the sender's: no path, no newline ever reaches the file's lines).
+        assert 'string.match(domain, "^[%w%.%-_]+$")' in code and '"^(%d+) ([%w%.%-_]+)$"' in code
+        # Jinja leaves the Lua as written but for the state's path.
+        source = (REPO / "files/etc/opendkim/final.lua.j2").read_text()
+        assert script.content == source.replace("{{ state }}", "/run/opendkim/keyfail")
+        assert "{#" not in source and "{%" not in source and source.count("{{") == 1
+
+
 # A stand-in for PID 1 (the supervisor, whose `wait` reaps orphans): runs the foreground command,
 # prints its pid, and reaps every process orphaned below it until the command ends.
 REAPER = r"""
@@ -335,7 +366,8 @@ def test_off_means_gone_private_keys_included(tmp_path):
     files = render(tmp_path, GOOD, installed=installed, ENABLE_OPENDKIM=0)
     assert {p: f.content for p, f in files.items()} == {
         "/etc/opendkim.conf": None, "/etc/opendkim/KeyTable": None, "/etc/opendkim/SigningTable": None,
-        "/etc/opendkim/TrustedHosts": None, "/etc/opendkim/unbound.conf": None, installed[0]: None}
+        "/etc/opendkim/TrustedHosts": None, "/etc/opendkim/final.lua": None, "/etc/opendkim/unbound.conf": None,
+        installed[0]: None}
 
 
 def test_installed_keys_lists_the_key_files(tmp_path):
