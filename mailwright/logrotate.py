@@ -4,7 +4,7 @@ docker-mailserver's logrotate rule, `compress copytruncate delaycompress rotate
 LOGROTATE_COUNT LOGROTATE_INTERVAL`, without the logrotate package: the newest
 rotation stays plain (`mail.log.1`), older ones are gzipped (`mail.log.2.gz` ...),
 at most LOGROTATE_COUNT are kept, and the log is copied then truncated in place,
-because Postfix (postlogd, or the syslog sink) and Dovecot keep it open (they write with O_APPEND, so
+because Postfix (postlogd) and Dovecot keep it open (they write with O_APPEND, so
 they go on at the start of the emptied file).
 
 The job runs hourly (ops/postfix/daemon.py) and rotates when the interval's
