@@ -10,7 +10,6 @@ from ops import accounts as accountsmod, daemons
 from ops.accounts import FileAccounts, LdapAccounts
 from ops.configdir import ConfigDir
 from ops.render import ConfigFile, rendered, template
-from ops.syslog import daemon as syslog
 from ops.settings import Settings
 from ops.tls import CIPHERS, Tls
 
@@ -222,7 +221,6 @@ def files(s: Settings, cfg: ConfigDir, tls: Tls, mynetworks: list[str]) -> list[
         sender_owners=sender_owners(accounts), relay_hosts=hosts,
         send_access="check_sender_access texthash:/etc/postfix/send_access, " if cfg.send_access else "",
         receive_access="check_recipient_access texthash:/etc/postfix/receive_access, " if cfg.receive_access else "",
-        syslog_sink=syslog.wanted(s),
     )
     main = merge_main(with_daemons(template("/etc/postfix/main.cf", **ctx), daemons_hub),
                       translated(cfg.postfix_main, daemons_hub.aliases))

@@ -29,8 +29,7 @@ DAEMON = Daemon(
            "postfix-main.cf", "postfix-master.cf", "postfix-send-access.cf", "postfix-receive-access.cf",
            "postfix-relaymap.cf", "postfix-sasl-password.cf",
            "ldap-users.cf", "ldap-groups.cf", "ldap-aliases.cf", "ldap-domains.cf"),
-    # Postfix writes the mail log (maillog_file, or through the container's syslog sink while that
-    # runs: ops/syslog; Dovecot too) and is always enabled: the log's
+    # Postfix writes the mail log (maillog_file; Dovecot too) and is always enabled: the log's
     # rotation is its job. Hourly; it rotates per LOGROTATE_INTERVAL/LOGROTATE_COUNT (mailwright.logrotate).
     jobs=(Job("maillog-rotate", 3600, ("/usr/bin/python3", "-m", "mailwright.logrotate")),),
     files=_files,

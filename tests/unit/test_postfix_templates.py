@@ -103,40 +103,6 @@ ACCOUNTS = f"user@example.test|{H1}\nother@example.test|{H2}\nx@second.test|{H1}
 
 # --- main.cf: identity, delivery, limits -------------------------------------------------------------
 
-def container_main(tmp_path, **env) -> dict[str, str]:
-    folder = tmp_path / "config"
-    folder.mkdir(exist_ok=True)
-    s = S.load(host_data={"MAILWRIGHT_INIT": "container", "MAILWRIGHT_CONFIG_DIR": str(folder)},
-               environ={k: str(v) for k, v in env.items()}, fqdn=FQDN)
-    files = {f.path: f for f in plan.files(s, configdir.read(folder))}
-    return dict(params(files["/etc/postfix/main.cf"].content))
-
-
-OFF = dict(ENABLE_OPENDKIM=0, ENABLE_OPENDMARC=0, ENABLE_POLICYD_SPF=0)
-
-
-@pytest.mark.parametrize("on", ["ENABLE_OPENDKIM", "ENABLE_OPENDMARC", "ENABLE_POLICYD_SPF"])
-def test_postfix_logs_through_the_containers_syslog_sink_when_it_runs(tmp_path, on):
-    """The sink (ops/syslog: inetutils' syslogd, `mail` facility to mail.log) runs while OpenDKIM,
-    OpenDMARC or policyd-spf is on: Postfix logs through it (maillog_file empty: /dev/log, facility
-    mail) into the same mail log instead of starting its own postlogd beside it (0.6 MB PSS idle)."""
-    from ops.syslog.daemon import wanted
-    main = container_main(tmp_path, **{**OFF, on: 1})
-    assert main["maillog_file"] == ""
-    assert main.get("syslog_facility", "mail") == "mail"            # the sink's rule: mail.* -> mail.log
-    folder = tmp_path / "config"
-    assert wanted(S.load(host_data={"MAILWRIGHT_INIT": "container", "MAILWRIGHT_CONFIG_DIR": str(folder)},
-                         environ={k: str(v) for k, v in {**OFF, on: 1}.items()}, fqdn=FQDN))
-
-
-def test_postfix_writes_the_mail_log_itself_without_a_sink_and_on_a_vps(tmp_path):
-    """No sink in the container (none of the three on), and never one on a VPS (the journal owns
-    /dev/log): Postfix writes /var/log/mail/mail.log itself (postlogd)."""
-    assert container_main(tmp_path, **OFF)["maillog_file"] == "/var/log/mail/mail.log"
-    vps = dict(params(main_cf(tmp_path, ENABLE_OPENDKIM=1, ENABLE_OPENDMARC=1, ENABLE_POLICYD_SPF=1)))
-    assert vps["maillog_file"] == "/var/log/mail/mail.log"
-
-
 def test_main_identity_and_delivery_defaults(tmp_path):
     text = main_cf(tmp_path)
     assert param(text, "myhostname") == FQDN
