@@ -239,11 +239,18 @@ def test_srs_tables_unreachable_defer_never_bounce(server, sink):
             transport + f"sender_canonical_maps = {dead}\nrecipient_canonical_maps = {dead}\n")
         poll(applied("recipient_canonical_maps", dead), "postfix-main.cf applied", server.diagnostics)
         tok = c.token("down")
-        with c.SMTP(25) as smtp:
-            smtp.ehlo("mx.other.test")
-            smtp.mail(ALICE)
-            code, text = smtp.rcpt(FORWARD)
-        assert 400 <= code < 500, (code, text)
+
+        def rcpt_deferred():
+            # postconf reads main.cf at once; smtpd processes pick it up when Postfix's reload
+            # reaches them: until then the old maps answer (250), never a 5xx.
+            with c.SMTP(25) as smtp:
+                smtp.ehlo("mx.other.test")
+                smtp.mail(ALICE)
+                code, text = smtp.rcpt(FORWARD)
+            assert code < 500, (code, text)
+            return 400 <= code < 500 and (code, text)
+
+        poll(rcpt_deferred, "RCPT deferred (4xx) while postsrsd does not answer", server.diagnostics, timeout=30)
 
         (server.volumes.config / "postfix-main.cf").write_text(transport + f"sender_canonical_maps = {dead}\n")
         poll(applied("recipient_canonical_maps", "tcp:127.0.0.1:10002"), "postfix-main.cf applied",
