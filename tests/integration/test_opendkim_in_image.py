@@ -9,8 +9,6 @@ never builds it.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -22,16 +20,6 @@ from ops.opendkim import config
 
 pytestmark = pytest.mark.docker
 
-IMAGE = os.environ.get("MAILWRIGHT_IMAGE", "mailwright:latest")
-
-
-@pytest.fixture(scope="module")
-def image():
-    if not shutil.which("docker"):
-        pytest.skip("docker is not installed")
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        pytest.skip(f"image {IMAGE} is not present (make image builds it)")
-    return IMAGE
 
 
 def check(image: str, tmp_path: Path, script: str | None = None) -> subprocess.CompletedProcess:

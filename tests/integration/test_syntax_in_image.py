@@ -10,8 +10,6 @@ there. Skipped without docker or without the image; never builds it.
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 import tarfile
 import uuid
@@ -23,25 +21,11 @@ from ops import configdir, plan, settings as S
 
 pytestmark = pytest.mark.docker
 
-IMAGE = os.environ.get("MAILWRIGHT_IMAGE", "mailwright:latest")
 FQDN = "mail.example.test"
 # Not a real hash: only its shape matters to the parsers.
 HASH = "{SHA512-CRYPT}$6$saltsalt$" + "x" * 86
 
 
-def _image_present() -> str | None:
-    if not shutil.which("docker"):
-        return "docker is not installed"
-    p = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, text=True)
-    return None if p.returncode == 0 else f"image {IMAGE} is not present (make image builds it)"
-
-
-@pytest.fixture(scope="module")
-def image():
-    why = _image_present()
-    if why:
-        pytest.skip(why)
-    return IMAGE
 
 
 CHECKS = """
